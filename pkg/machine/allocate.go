@@ -1,0 +1,397 @@
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+
+	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/apierror"
+	"github.com/metalforge/metalforge/pkg/network"
+	"github.com/metalforge/metalforge/pkg/store"
+)
+
+var hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Allocate gives a machine to a project: the one named by req.MachineID, or a waiting, alive,
+// untainted machine of the size in the partition, honouring size reservations of other projects
+// and spreading the project's machines over racks. Network, addresses, ASN and VRF are taken in the
+// same transaction as the machine, so a failure at any step leaves nothing behind, and concurrent
+// allocations never hand out anything twice (a lost race is retried by the store).
+func (s *Service) Allocate(ctx context.Context, req api.MachineAllocateRequest, creator string) (*api.Machine, error) {
+	if err := validateAllocate(&req); err != nil {
+		return nil, err
+	}
+	var out *api.Machine
+	err := s.store.Write(ctx, func(tx store.Tx) error {
+		m, err := s.pick(ctx, tx, &req)
+		if err != nil {
+			return err
+		}
+		if err := s.checkRefs(ctx, tx, &req, m); err != nil {
+			return err
+		}
+		alloc := &api.MachineAllocation{
+			Created:            s.now().UTC(),
+			Creator:            creator,
+			ProjectID:          req.ProjectID,
+			Name:               req.Name,
+			Hostname:           req.Hostname,
+			Description:        req.Description,
+			ImageID:            req.ImageID,
+			FilesystemLayoutID: req.FilesystemLayoutID,
+			SSHPubKeys:         req.SSHPubKeys,
+			UserData:           req.UserData,
+			Role:               req.Role,
+		}
+		if alloc.Name == "" {
+			alloc.Name = m.ID
+		}
+		if alloc.Hostname == "" {
+			alloc.Hostname = alloc.Name
+		}
+		asn, err := tx.Acquire(ctx, PoolASN, ASNMin, ASNMax, 0, m.ID)
+		if err != nil {
+			return fmt.Errorf("asn: %w", err)
+		}
+		if alloc.Networks, err = s.attachNetworks(ctx, tx, &req, m, uint32(asn)); err != nil {
+			return err
+		}
+		m.Allocation = alloc
+		m.Waiting, m.PreAllocated = false, true
+		m.Tags = mergeTags(m.Tags, req.Tags)
+		if err := tx.Machines().Update(ctx, m); err != nil {
+			return err
+		}
+		out = m
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allocate machine: %w", err)
+	}
+	return out, nil
+}
+
+func validateAllocate(req *api.MachineAllocateRequest) error {
+	if req.Role == "" {
+		req.Role = api.RoleMachine
+	}
+	switch {
+	case req.Role != api.RoleMachine && req.Role != api.RoleFirewall:
+		return apierror.Invalid("role %q is not machine or firewall", req.Role)
+	case req.ProjectID == "":
+		return apierror.Invalid("allocation needs a project")
+	case req.ImageID == "":
+		return apierror.Invalid("allocation needs an image")
+	case req.MachineID == "" && (req.PartitionID == "" || req.SizeID == ""):
+		return apierror.Invalid("allocation needs a machine id, or a partition and a size")
+	case req.Hostname != "" && !hostnameRE.MatchString(req.Hostname):
+		return apierror.Invalid("hostname %q is not a valid DNS label", req.Hostname)
+	case len(req.UserData) > 64<<10:
+		return apierror.Invalid("user data is larger than 64 KiB")
+	}
+	for _, n := range req.Networks {
+		if n.NetworkID == "" {
+			return apierror.Invalid("a network of the allocation has no id")
+		}
+	}
+	return nil
+}
+
+// pick chooses the machine inside the transaction.
+func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) (*api.Machine, error) {
+	if req.MachineID != "" {
+		m, err := tx.Machines().Get(ctx, req.MachineID)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.allocatable(ctx, tx, m); err != nil {
+			return nil, err
+		}
+		if req.PartitionID != "" && req.PartitionID != m.PartitionID || req.SizeID != "" && req.SizeID != m.SizeID {
+			return nil, apierror.Invalid("machine %s is in partition %s with size %s", m.ID, m.PartitionID, m.SizeID)
+		}
+		req.PartitionID, req.SizeID = m.PartitionID, m.SizeID
+		return m, s.checkQuota(ctx, tx, req)
+	}
+	if _, err := tx.Partitions().Get(ctx, req.PartitionID); err != nil {
+		return nil, refInvalid(err)
+	}
+	if _, err := tx.Sizes().Get(ctx, req.SizeID); err != nil {
+		return nil, refInvalid(err)
+	}
+	if err := s.checkQuota(ctx, tx, req); err != nil {
+		return nil, err
+	}
+	waiting, _, err := tx.Machines().List(ctx, store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting})
+	if err != nil {
+		return nil, err
+	}
+	waiting = slices.DeleteFunc(waiting, func(m *api.Machine) bool { return m.State.Value != api.StateAvailable })
+	reserved, err := s.reservedForOthers(ctx, tx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(waiting) <= reserved {
+		return nil, fmt.Errorf("no machine of size %s waiting in partition %s (%d waiting, %d reserved for other projects): %w",
+			req.SizeID, req.PartitionID, len(waiting), reserved, apierror.ErrUnavailable)
+	}
+	candidates, err := s.spread(ctx, tx, req, waiting)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range candidates {
+		if ok, err := s.alive(ctx, tx, m.ID); err != nil {
+			return nil, err
+		} else if ok {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("no alive machine of size %s waiting in partition %s: %w", req.SizeID, req.PartitionID, apierror.ErrUnavailable)
+}
+
+func (s *Service) allocatable(ctx context.Context, tx store.Tx, m *api.Machine) error {
+	switch {
+	case m.Allocation != nil:
+		return fmt.Errorf("machine %s is already allocated: %w", m.ID, apierror.ErrUnavailable)
+	case m.State.Value != api.StateAvailable:
+		return fmt.Errorf("machine %s is %s: %w", m.ID, m.State.Value, apierror.ErrUnavailable)
+	case !m.Waiting:
+		return fmt.Errorf("machine %s is not waiting: %w", m.ID, apierror.ErrUnavailable)
+	}
+	ok, err := s.alive(ctx, tx, m.ID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("machine %s is not alive: %w", m.ID, apierror.ErrUnavailable)
+	}
+	return nil
+}
+
+func (s *Service) checkQuota(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) error {
+	p, err := tx.Projects().Get(ctx, req.ProjectID)
+	if err != nil {
+		return refInvalid(err)
+	}
+	if q := p.Quotas.Machines; q != nil {
+		n, err := tx.Machines().Count(ctx, store.Query{Project: p.ID})
+		if err != nil {
+			return err
+		}
+		if n >= *q {
+			return fmt.Errorf("project %s has reached its quota of %d machines: %w", p.ID, *q, apierror.ErrUnavailable)
+		}
+		// Serialise allocations of a project with a quota, across replicas.
+		if err := tx.Projects().Update(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reservedForOthers counts the machines of the size in the partition that other projects' size
+// reservations still claim. Touching the reservations serialises allocations against them.
+func (s *Service) reservedForOthers(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) (int, error) {
+	rs, _, err := tx.SizeReservations().List(ctx, store.Query{Key1: req.SizeID})
+	if err != nil {
+		return 0, err
+	}
+	reserved := 0
+	for _, r := range rs {
+		if !slices.Contains(r.PartitionIDs, req.PartitionID) {
+			continue
+		}
+		if err := tx.SizeReservations().Update(ctx, r); err != nil {
+			return 0, err
+		}
+		if r.ProjectID == req.ProjectID {
+			continue
+		}
+		used := 0
+		for _, p := range r.PartitionIDs {
+			n, err := tx.Machines().Count(ctx, store.Query{Project: r.ProjectID, Partition: p, Key1: r.SizeID})
+			if err != nil {
+				return 0, err
+			}
+			used += n
+		}
+		reserved += max(0, r.Amount-used)
+	}
+	return reserved, nil
+}
+
+// spread orders candidates so that racks with the fewest machines of the project come first,
+// random within a rack count (which also keeps concurrent allocations from colliding).
+func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, waiting []*api.Machine) ([]*api.Machine, error) {
+	mine, _, err := tx.Machines().List(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID})
+	if err != nil {
+		return nil, err
+	}
+	perRack := map[string]int{}
+	for _, m := range mine {
+		perRack[m.RackID]++
+	}
+	rand.Shuffle(len(waiting), func(i, j int) { waiting[i], waiting[j] = waiting[j], waiting[i] })
+	slices.SortStableFunc(waiting, func(a, b *api.Machine) int { return perRack[a.RackID] - perRack[b.RackID] })
+	return waiting, nil
+}
+
+// checkRefs validates the image (feature for the role, not expired) and the filesystem layout.
+func (s *Service) checkRefs(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, m *api.Machine) error {
+	img, err := tx.Images().Get(ctx, req.ImageID)
+	if err != nil {
+		return refInvalid(err)
+	}
+	if !slices.Contains(img.Features, req.Role) {
+		return apierror.Invalid("image %s has no %s feature", img.ID, req.Role)
+	}
+	if img.ExpirationDate != nil && s.now().After(*img.ExpirationDate) {
+		return apierror.Invalid("image %s expired on %s", img.ID, img.ExpirationDate.Format("2006-01-02"))
+	}
+	if req.FilesystemLayoutID != "" {
+		l, err := tx.FilesystemLayouts().Get(ctx, req.FilesystemLayoutID)
+		if err != nil {
+			return refInvalid(err)
+		}
+		if len(l.Constraints.Sizes) > 0 && !slices.Contains(l.Constraints.Sizes, m.SizeID) {
+			return apierror.Invalid("filesystem layout %s is not for size %s", l.ID, m.SizeID)
+		}
+	}
+	return nil
+}
+
+// attachNetworks resolves the allocation's networks and takes their addresses.
+func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, m *api.Machine, asn uint32) ([]api.MachineNetwork, error) {
+	wanted := slices.Clone(req.Networks)
+	var nets []*api.Network
+	private := 0
+	for _, w := range wanted {
+		n, err := tx.Networks().Get(ctx, w.NetworkID)
+		if err != nil {
+			return nil, refInvalid(err)
+		}
+		switch {
+		case n.Type == api.NetworkSuper:
+			return nil, apierror.Invalid("network %s is a super network and can't be attached", n.ID)
+		case n.Type == api.NetworkPrivate && n.ProjectID != req.ProjectID:
+			return nil, fmt.Errorf("network %s belongs to another project: %w", n.ID, apierror.ErrForbidden)
+		case n.Type == api.NetworkUnderlay && req.Role != api.RoleFirewall:
+			return nil, apierror.Invalid("only firewalls attach to the underlay network %s", n.ID)
+		case n.PartitionID != "" && n.PartitionID != m.PartitionID:
+			return nil, apierror.Invalid("network %s is in partition %s, the machine in %s", n.ID, n.PartitionID, m.PartitionID)
+		}
+		if n.Type == api.NetworkPrivate || n.Type == api.NetworkPrivateShared && n.ProjectID == req.ProjectID {
+			private++
+		}
+		nets = append(nets, n)
+	}
+	if private == 0 && req.AutoNetwork {
+		n, err := network.AllocatePrivate(ctx, tx, api.NetworkAllocateRequest{ProjectID: req.ProjectID, PartitionID: m.PartitionID,
+			Name: req.ProjectID + "-" + m.PartitionID})
+		if err != nil {
+			return nil, err
+		}
+		nets = append([]*api.Network{n}, nets...)
+		wanted = append([]api.AllocationNetwork{{NetworkID: n.ID}}, wanted...)
+		private++
+	}
+	if private != 1 {
+		return nil, apierror.Invalid("an allocation needs exactly one private network of project %s, got %d", req.ProjectID, private)
+	}
+	if req.Role == api.RoleFirewall && !slices.ContainsFunc(nets, func(n *api.Network) bool { return n.Type == api.NetworkUnderlay }) {
+		under, _, err := tx.Networks().List(ctx, store.Query{Partition: m.PartitionID, Key1: api.NetworkUnderlay})
+		if err != nil {
+			return nil, err
+		}
+		if len(under) == 0 {
+			return nil, apierror.Invalid("partition %s has no underlay network for the firewall", m.PartitionID)
+		}
+		nets = append(nets, under[0])
+		wanted = append(wanted, api.AllocationNetwork{NetworkID: under[0].ID})
+	}
+	var out []api.MachineNetwork
+	var vrf uint32
+	for _, n := range nets {
+		if n.Type == api.NetworkPrivate || n.Type == api.NetworkPrivateShared {
+			vrf = n.VRF
+		}
+	}
+	for i, n := range nets {
+		ips, err := s.takeIPs(ctx, tx, req.ProjectID, n, wanted[i].IPs, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		mn := api.MachineNetwork{
+			NetworkID: n.ID, NetworkType: n.Type, Prefixes: n.Prefixes, IPs: ips,
+			DestinationPrefixes: n.DestinationPrefixes, VRF: n.VRF, ASN: asn, NAT: n.NAT,
+			Private:  n.Type == api.NetworkPrivate || n.Type == api.NetworkPrivateShared,
+			Underlay: n.Type == api.NetworkUnderlay,
+		}
+		if mn.VRF == 0 && mn.Private {
+			mn.VRF = vrf
+		}
+		out = append(out, mn)
+	}
+	return out, nil
+}
+
+// takeIPs attaches the named addresses (which the project must already own in the network and
+// which must be free of machines) or allocates the next free one.
+func (s *Service) takeIPs(ctx context.Context, tx store.Tx, project string, n *api.Network, named []string, machineID string) ([]string, error) {
+	if len(named) == 0 {
+		ip, err := network.AllocateIP(ctx, tx, api.IPAllocateRequest{NetworkID: n.ID, ProjectID: project, Type: api.IPEphemeral}, machineID)
+		if err != nil {
+			return nil, err
+		}
+		return []string{ip.Address}, nil
+	}
+	var out []string
+	for _, addr := range named {
+		ip, err := tx.IPs().Get(ctx, addr)
+		if errors.Is(err, store.ErrNotFound) {
+			if ip, err = network.AllocateIP(ctx, tx, api.IPAllocateRequest{NetworkID: n.ID, ProjectID: project, Address: addr, Type: api.IPStatic}, machineID); err != nil {
+				return nil, err
+			}
+			out = append(out, ip.Address)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case ip.ProjectID != project:
+			return nil, fmt.Errorf("ip %s belongs to another project: %w", addr, apierror.ErrForbidden)
+		case ip.NetworkID != n.ID:
+			return nil, apierror.Invalid("ip %s is not in network %s", addr, n.ID)
+		case ip.MachineID != "":
+			return nil, fmt.Errorf("ip %s is used by machine %s: %w", addr, ip.MachineID, apierror.ErrInUse)
+		}
+		ip.MachineID = machineID
+		if err := tx.IPs().Update(ctx, ip); err != nil {
+			return nil, err
+		}
+		out = append(out, ip.Address)
+	}
+	return out, nil
+}
+
+func refInvalid(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return apierror.Invalid("%v", err)
+	}
+	return err
+}
+
+func mergeTags(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, t := range b {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,115 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/apierror"
+	"github.com/metalforge/metalforge/pkg/ipam"
+	"github.com/metalforge/metalforge/pkg/store"
+)
+
+// AllocateIP takes an address in a network for a project: req.Address if set (it must be free and
+// usable), else the next free one. machineID marks addresses of a machine allocation.
+func AllocateIP(ctx context.Context, tx store.Tx, req api.IPAllocateRequest, machineID string) (*api.IP, error) {
+	if req.Type == "" {
+		req.Type = api.IPEphemeral
+	}
+	if req.Type != api.IPEphemeral && req.Type != api.IPStatic {
+		return nil, apierror.Invalid("ip type %q is not ephemeral or static", req.Type)
+	}
+	if req.ProjectID == "" {
+		return nil, apierror.Invalid("ip allocation needs a project")
+	}
+	if _, err := tx.Projects().Get(ctx, req.ProjectID); err != nil {
+		return nil, notFoundIsInvalid(err)
+	}
+	n, err := tx.Networks().Get(ctx, req.NetworkID)
+	if err != nil {
+		return nil, notFoundIsInvalid(err)
+	}
+	if n.Type == api.NetworkSuper {
+		return nil, apierror.Invalid("network %s is a super network: allocate a private network from it", n.ID)
+	}
+	if !Shared(n) && n.ProjectID != req.ProjectID {
+		return nil, fmt.Errorf("network %s belongs to another project: %w", n.ID, apierror.ErrForbidden)
+	}
+	prefixes, err := ipam.ParsePrefixes(n.Prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", n.ID, err)
+	}
+	var addr netip.Addr
+	if req.Address != "" {
+		addr, err = netip.ParseAddr(req.Address)
+		if err != nil {
+			return nil, apierror.Invalid("address %q: %v", req.Address, err)
+		}
+		if !ipam.Usable(prefixes, addr) {
+			return nil, apierror.Invalid("address %s is not a usable address of network %s", addr, n.ID)
+		}
+	} else {
+		used, err := usedAddrs(ctx, tx, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		addr, err = ipam.NextFreeIP(prefixes, func(a netip.Addr) bool { _, ok := used[a]; return ok })
+		if errors.Is(err, ipam.ErrExhausted) {
+			return nil, fmt.Errorf("network %s has no free address: %w", n.ID, store.ErrExhausted)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ip := &api.IP{
+		Meta:      api.Meta{ID: addr.String(), Name: req.Name, Description: req.Description},
+		Address:   addr.String(),
+		NetworkID: n.ID,
+		ProjectID: req.ProjectID,
+		Type:      req.Type,
+		Tags:      req.Tags,
+		MachineID: machineID,
+	}
+	if err := tx.IPs().Create(ctx, ip); err != nil {
+		if errors.Is(err, store.ErrDuplicate) && req.Address == "" {
+			// Taken by a concurrent transaction after we read the used set.
+			return nil, fmt.Errorf("ip %s: %w", addr, store.ErrConflict)
+		}
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil, fmt.Errorf("address %s is already allocated: %w", addr, store.ErrDuplicate)
+		}
+		return nil, err
+	}
+	return ip, nil
+}
+
+func usedAddrs(ctx context.Context, tx store.Tx, networkID string) (map[netip.Addr]struct{}, error) {
+	ips, _, err := tx.IPs().List(ctx, store.Query{Key1: networkID})
+	if err != nil {
+		return nil, err
+	}
+	used := make(map[netip.Addr]struct{}, len(ips))
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.Address); err == nil {
+			used[a] = struct{}{}
+		}
+	}
+	return used, nil
+}
+
+// ReleaseIP frees an address. Addresses of a machine allocation are released with the machine.
+func ReleaseIP(ctx context.Context, tx store.Tx, address string, force bool) (*api.IP, error) {
+	ip, err := tx.IPs().Get(ctx, address)
+	if err != nil {
+		return nil, err
+	}
+	if ip.MachineID != "" && !force {
+		return nil, fmt.Errorf("ip %s belongs to machine %s, free the machine: %w", address, ip.MachineID, apierror.ErrInUse)
+	}
+	if err := tx.IPs().Delete(ctx, address); err != nil {
+		return nil, err
+	}
+	return ip, nil
+}
