@@ -22,6 +22,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrInUse is a delete or change refused because something depends on the object: 409.
 	ErrInUse = errors.New("in use")
+	// ErrStale is an update based on an old version of the object: 409. Unlike store.ErrConflict it
+	// is not retried, because a retry would read the same stale version from the request.
+	ErrStale = errors.New("stale version")
 	// ErrUnavailable is a request that cannot be served now, e.g. no waiting machine: 409.
 	ErrUnavailable = errors.New("unavailable")
 )
@@ -44,7 +47,7 @@ func Status(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrConflict), errors.Is(err, ErrInUse),
+	case errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrConflict), errors.Is(err, ErrInUse), errors.Is(err, ErrStale),
 		errors.Is(err, store.ErrExhausted), errors.Is(err, ErrUnavailable):
 		return http.StatusConflict
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

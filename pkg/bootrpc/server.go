@@ -10,13 +10,13 @@ package bootrpc
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/apierror"
 	"github.com/metalforge/metalforge/pkg/auth"
 	"github.com/metalforge/metalforge/pkg/bootrpc/bootpb"
 )
@@ -26,7 +26,7 @@ const DefaultKeepaliveInterval = 10 * time.Second
 
 // ErrInvalid marks an error of a Machines implementation caused by bad input (an unknown event
 // name, an inconsistent inventory); wrap it and the caller gets codes.InvalidArgument.
-var ErrInvalid = errors.New("invalid argument")
+var ErrInvalid = apierror.ErrInvalid
 
 // Machines is the machine service the boot service needs. Errors wrapping store.ErrNotFound,
 // store.ErrConflict, store.ErrDuplicate, store.ErrExhausted or ErrInvalid reach the caller with the

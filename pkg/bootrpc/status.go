@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/metalforge/metalforge/pkg/apierror"
 	"github.com/metalforge/metalforge/pkg/store"
 )
 
@@ -24,8 +25,12 @@ func (s *Server) status(ctx context.Context, err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, store.ErrExhausted):
 		code = codes.ResourceExhausted
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, apierror.ErrInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, apierror.ErrForbidden):
+		code = codes.PermissionDenied
+	case errors.Is(err, apierror.ErrUnavailable), errors.Is(err, apierror.ErrInUse), errors.Is(err, apierror.ErrStale):
+		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -72,9 +72,13 @@ func Append(log *api.MachineEventLog, ev api.ProvisioningEvent) {
 	last := State(log)
 	ev.Unexpected = !Expected(last, ev.Event)
 	switch ev.Event {
-	case api.EventWaiting, api.EventPhonedHome:
+	case api.EventWaiting:
 		log.IncompleteProvisioningCycles = 0
-		log.FailedMachineReclaim = false
+		log.FailedMachineReclaim = false // the hammer is back: the reclaim worked
+	case api.EventPhonedHome:
+		// Not a reclaim success: Phoned Home after Machine Reclaim is the old OS answering, which
+		// Evaluate flags as a failed reclaim; clearing the flag here would undo that on every call.
+		log.IncompleteProvisioningCycles = 0
 	case api.EventCrashed:
 		log.IncompleteProvisioningCycles++
 	case api.EventPXEBooting, api.EventPreparing:

@@ -137,7 +137,6 @@ func (s *Service) Find(ctx context.Context, req api.MachineFindRequest, visible 
 	return page, nil
 }
 
-
 func matches(m *api.Machine, r api.MachineFindRequest) bool {
 	a := m.Allocation
 	switch {

@@ -166,7 +166,7 @@ func Update(ctx context.Context, tx store.Tx, n *api.Network) (*api.Network, err
 		return nil, err
 	}
 	if n.Version != old.Version {
-		return nil, fmt.Errorf("network %s has version %d, not %d: %w", n.ID, old.Version, n.Version, store.ErrConflict)
+		return nil, fmt.Errorf("network %s has version %d, not %d: %w", n.ID, old.Version, n.Version, apierror.ErrStale)
 	}
 	if n.Type != old.Type || n.PartitionID != old.PartitionID || n.ProjectID != old.ProjectID ||
 		n.ParentNetworkID != old.ParentNetworkID || n.VRF != old.VRF {

@@ -20,6 +20,9 @@ import (
 
 const channel = "metalforge_changes"
 
+// schemaLock is the advisory lock key that serialises schema creation.
+const schemaLock = 0x6d6574616c66 // "metalf"
+
 // Open connects to dsn, creates the schema if needed and starts the change listener.
 func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 	cfg, err := pgx.ParseConfig(dsn)
@@ -33,6 +36,19 @@ func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
+	// Replicas starting together on an empty database race on CREATE ... IF NOT EXISTS, which
+	// PostgreSQL does not make atomic; a transaction-scoped advisory lock serialises schema creation.
+	lock, err := db.BeginTx(ctx, nil)
+	if err == nil {
+		_, err = lock.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLock)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Rollback() //nolint:errcheck // the error that matters is err
+		}
+		db.Close()
+		return nil, fmt.Errorf("lock schema: %w", err)
+	}
 	lctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s, err := sqlstore.New(ctx, sqlstore.Config{Read: db, Write: db, Dialect: dialect{}, Close: func() error {
@@ -40,6 +56,7 @@ func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 		<-done
 		return nil
 	}})
+	lock.Rollback() //nolint:errcheck // ending the transaction releases the lock either way
 	if err != nil {
 		cancel()
 		db.Close()

@@ -146,33 +146,50 @@ func (t *txn) Acquire(ctx context.Context, pool string, lo, hi, want uint64, own
 		}
 		return want, nil
 	}
-	candidate := lo
+	// Every concurrent allocator computes the same lowest free value, so losing the insert is the
+	// common case under contention. The insert waited for the winner to commit; look again (each
+	// statement sees newly committed values) instead of failing the whole transaction, which left
+	// allocators of a busy pool exhausting Write's retries.
+	for range lostRaces {
+		candidate, err := t.lowestFree(ctx, pool, lo, hi)
+		if err != nil {
+			return 0, err
+		}
+		if candidate > hi {
+			return 0, fmt.Errorf("pool %s (%d-%d): %w", pool, lo, hi, store.ErrExhausted)
+		}
+		ok, err := t.insertPool(ctx, pool, candidate, owner)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return candidate, nil
+		}
+	}
+	return 0, fmt.Errorf("pool %s: values taken concurrently: %w", pool, store.ErrConflict)
+}
+
+// lostRaces bounds Acquire's attempts within one transaction. Each lost race means another
+// transaction committed a value, so the loop makes progress; the bound only guards against surprises.
+const lostRaces = 64
+
+// lowestFree returns the lowest value of [lo, hi] not in the pool, or hi+1.
+func (t *txn) lowestFree(ctx context.Context, pool string, lo, hi uint64) (uint64, error) {
 	var taken int
 	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM pools WHERE pool = ? AND value = ?`, pool, int64(lo)).Scan(&taken); err != nil {
 		return 0, fmt.Errorf("pool %s: %w", pool, err)
 	}
-	if taken > 0 {
-		var gap sql.NullInt64
-		err := t.queryRow(ctx, `SELECT MIN(p.value) + 1 FROM pools p WHERE p.pool = ? AND p.value >= ? AND p.value <= ?
-			AND NOT EXISTS (SELECT 1 FROM pools q WHERE q.pool = p.pool AND q.value = p.value + 1)`,
-			pool, int64(lo), int64(hi)).Scan(&gap)
-		if err != nil {
-			return 0, fmt.Errorf("pool %s: %w", pool, err)
-		}
-		candidate = uint64(gap.Int64)
+	if taken == 0 {
+		return lo, nil
 	}
-	if candidate > hi {
-		return 0, fmt.Errorf("pool %s (%d-%d): %w", pool, lo, hi, store.ErrExhausted)
-	}
-	ok, err := t.insertPool(ctx, pool, candidate, owner)
+	var gap sql.NullInt64
+	err := t.queryRow(ctx, `SELECT MIN(p.value) + 1 FROM pools p WHERE p.pool = ? AND p.value >= ? AND p.value <= ?
+		AND NOT EXISTS (SELECT 1 FROM pools q WHERE q.pool = p.pool AND q.value = p.value + 1)`,
+		pool, int64(lo), int64(hi)).Scan(&gap)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("pool %s: %w", pool, err)
 	}
-	if !ok {
-		// A concurrent transaction took it after our read.
-		return 0, fmt.Errorf("pool %s: %d taken concurrently: %w", pool, candidate, store.ErrConflict)
-	}
-	return candidate, nil
+	return uint64(gap.Int64), nil
 }
 
 func (t *txn) insertPool(ctx context.Context, pool string, v uint64, owner string) (bool, error) {

@@ -21,24 +21,28 @@ func testConcurrentAcquire(t *testing.T, s store.Store) {
 	const workers, each, pool = 50, 4, "concurrent"
 	ctx := testContext(t)
 	var (
-		mu     sync.Mutex
-		got    = map[string][]uint64{}
-		calls  atomic.Int64
-		wg     sync.WaitGroup
-		errs   = make(chan error, workers*each)
-		values []uint64
+		mu          sync.Mutex
+		got         = map[string][]uint64{}
+		calls       atomic.Int64
+		maxAttempts maxInt
+		wg          sync.WaitGroup
+		errs        = make(chan error, workers*each)
+		values      []uint64
 	)
 	for w := range workers {
 		owner := fmt.Sprintf("w%02d", w)
 		wg.Go(func() {
 			for range each {
 				var v uint64
+				attempts := int64(0)
 				err := s.Write(ctx, func(tx store.Tx) error {
 					calls.Add(1)
+					attempts++
 					var err error
 					v, err = tx.Acquire(ctx, pool, 1, 10000, 0, owner)
 					return err
 				})
+				maxAttempts.Max(attempts)
 				if err != nil {
 					errs <- fmt.Errorf("%s: %w", owner, err)
 					return
@@ -55,7 +59,7 @@ func testConcurrentAcquire(t *testing.T, s store.Store) {
 	for err := range errs {
 		t.Errorf("acquire: %v", err)
 	}
-	t.Logf("%d values in %d attempts", len(values), calls.Load())
+	t.Logf("%d values in %d attempts, at most %d for one", len(values), calls.Load(), maxAttempts.Load())
 
 	slices.Sort(values)
 	want := make([]uint64, workers*each)
@@ -82,15 +86,18 @@ func testConcurrentIncrement(t *testing.T, s store.Store) {
 	})
 	ctx := testContext(t)
 	var (
-		wg    sync.WaitGroup
-		calls atomic.Int64
-		errs  = make(chan error, workers*each)
+		wg          sync.WaitGroup
+		calls       atomic.Int64
+		maxAttempts maxInt
+		errs        = make(chan error, workers*each)
 	)
 	for range workers {
 		wg.Go(func() {
 			for range each {
+				attempts := int64(0)
 				err := s.Write(ctx, func(tx store.Tx) error {
 					calls.Add(1)
+					attempts++
 					p, err := tx.Partitions().Get(ctx, id)
 					if err != nil {
 						return err
@@ -102,6 +109,7 @@ func testConcurrentIncrement(t *testing.T, s store.Store) {
 					p.Labels["n"] = strconv.Itoa(n + 1)
 					return tx.Partitions().Update(ctx, p)
 				})
+				maxAttempts.Max(attempts)
 				if err != nil {
 					errs <- err
 					return
@@ -115,7 +123,7 @@ func testConcurrentIncrement(t *testing.T, s store.Store) {
 		t.Errorf("increment: %v", err)
 	}
 	p := mustGet(t, s, partitions, id)
-	t.Logf("%d increments in %d attempts", workers*each, calls.Load())
+	t.Logf("%d increments in %d attempts, at most %d for one", workers*each, calls.Load(), maxAttempts.Load())
 	if want := strconv.Itoa(workers * each); p.Labels["n"] != want {
 		t.Errorf("counter = %s, want %s", p.Labels["n"], want)
 	}
@@ -123,3 +131,17 @@ func testConcurrentIncrement(t *testing.T, s store.Store) {
 		t.Errorf("version = %d, want %d", p.Version, want)
 	}
 }
+
+// maxInt is a concurrent maximum.
+type maxInt struct{ v atomic.Int64 }
+
+func (m *maxInt) Max(n int64) {
+	for {
+		old := m.v.Load()
+		if n <= old || m.v.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+func (m *maxInt) Load() int64 { return m.v.Load() }
