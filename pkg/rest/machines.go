@@ -68,7 +68,7 @@ func (s *Server) findMachines(c *call, req *api.MachineFindRequest) (*api.Page[*
 	}
 	if !c.p.IsAdmin() && c.p.Role != api.RoleService {
 		if req.ProjectID != "" && req.ProjectID != c.p.ProjectID {
-			return &api.Page[*api.Machine]{Items: []*api.Machine{}}, nil
+			return nil, fmt.Errorf("find machines of project %s: %w", req.ProjectID, apierror.ErrForbidden)
 		}
 		req.ProjectID = c.p.ProjectID
 	}

@@ -61,6 +61,9 @@ func (s *Server) listNetworks(c *call, _ *none) (*api.Page[*api.Network], error)
 
 func (s *Server) findNetworks(c *call, req *NetworkFindRequest) (*api.Page[*api.Network], error) {
 	q := store.Query{Partition: req.PartitionID, Project: req.ProjectID, Key1: req.Type, Key2: req.ParentNetworkID}
+	if req.ProjectID != "" && !c.p.CanRead(req.ProjectID) {
+		return nil, fmt.Errorf("find networks of project %s: %w", req.ProjectID, apierror.ErrForbidden)
+	}
 	if req.Prefix != "" {
 		var id string
 		err := s.cfg.Store.Read(c.ctx, func(tx store.Tx) error {
@@ -191,7 +194,7 @@ func (s *Server) findIPs(c *call, req *IPFindRequest) (*api.Page[*api.IP], error
 	q := store.Query{Project: req.ProjectID, Key1: req.NetworkID, Key2: req.MachineID, Key3: req.Type}
 	if !c.p.IsAdmin() && c.p.Role != api.RoleService {
 		if q.Project != "" && q.Project != c.p.ProjectID {
-			return &api.Page[*api.IP]{Items: []*api.IP{}}, nil
+			return nil, fmt.Errorf("find ips of project %s: %w", q.Project, apierror.ErrForbidden)
 		}
 		q.Project = c.p.ProjectID
 	}
