@@ -126,11 +126,10 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 	if err := s.checkQuota(ctx, tx, req); err != nil {
 		return nil, err
 	}
-	waiting, _, err := tx.Machines().List(ctx, store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting})
+	waiting, err := tx.Machines().Rows(ctx, store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting})
 	if err != nil {
 		return nil, err
 	}
-	waiting = slices.DeleteFunc(waiting, func(m *api.Machine) bool { return m.State.Value != api.StateAvailable })
 	reserved, err := s.reservedForOthers(ctx, tx, req)
 	if err != nil {
 		return nil, err
@@ -139,11 +138,17 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 		return nil, fmt.Errorf("no machine of size %s waiting in partition %s (%d waiting, %d reserved for other projects): %w",
 			req.SizeID, req.PartitionID, len(waiting), reserved, apierror.ErrUnavailable)
 	}
-	candidates, err := s.spread(ctx, tx, req, waiting)
-	if err != nil {
+	if err := s.spread(ctx, tx, req, waiting); err != nil {
 		return nil, err
 	}
-	for _, m := range candidates {
+	for _, r := range waiting {
+		m, err := tx.Machines().Get(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
+			continue
+		}
 		if ok, err := s.alive(ctx, tx, m.ID); err != nil {
 			return nil, err
 		} else if ok {
@@ -226,18 +231,18 @@ func (s *Service) reservedForOthers(ctx context.Context, tx store.Tx, req *api.M
 
 // spread orders candidates so that racks with the fewest machines of the project come first,
 // random within a rack count (which also keeps concurrent allocations from colliding).
-func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, waiting []*api.Machine) ([]*api.Machine, error) {
-	mine, _, err := tx.Machines().List(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID})
+func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, waiting []store.Row) error {
+	mine, err := tx.Machines().Rows(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	perRack := map[string]int{}
 	for _, m := range mine {
-		perRack[m.RackID]++
+		perRack[m.Key3]++
 	}
 	rand.Shuffle(len(waiting), func(i, j int) { waiting[i], waiting[j] = waiting[j], waiting[i] })
-	slices.SortStableFunc(waiting, func(a, b *api.Machine) int { return perRack[a.RackID] - perRack[b.RackID] })
-	return waiting, nil
+	slices.SortStableFunc(waiting, func(a, b store.Row) int { return perRack[a.Key3] - perRack[b.Key3] })
+	return nil
 }
 
 // checkRefs validates the image (feature for the role, not expired) and the filesystem layout.

@@ -76,11 +76,8 @@ func (s *Service) Get(ctx context.Context, id string) (*api.Machine, error) {
 // what the caller may see.
 func (s *Service) Find(ctx context.Context, req api.MachineFindRequest, visible func(*api.Machine) bool) (*api.Page[*api.Machine], error) {
 	q := store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key3: req.RackID, Project: req.ProjectID}
-	switch {
-	case req.Allocated != nil && *req.Allocated:
+	if req.Allocated != nil && *req.Allocated {
 		q.Key2 = store.MachineStatusAllocated
-	case req.Waiting != nil && *req.Waiting:
-		q.Key2 = store.MachineStatusWaiting
 	}
 	limit := req.Limit
 	page := &api.Page[*api.Machine]{Items: []*api.Machine{}}

@@ -86,13 +86,13 @@ func AllocateIP(ctx context.Context, tx store.Tx, req api.IPAllocateRequest, mac
 }
 
 func usedAddrs(ctx context.Context, tx store.Tx, networkID string) (map[netip.Addr]struct{}, error) {
-	ips, _, err := tx.IPs().List(ctx, store.Query{Key1: networkID})
+	rows, err := tx.IPs().Rows(ctx, store.Query{Key1: networkID})
 	if err != nil {
 		return nil, err
 	}
-	used := make(map[netip.Addr]struct{}, len(ips))
-	for _, ip := range ips {
-		if a, err := netip.ParseAddr(ip.Address); err == nil {
+	used := make(map[netip.Addr]struct{}, len(rows))
+	for _, r := range rows {
+		if a, err := netip.ParseAddr(r.ID); err == nil { // an IP's ID is its address
 			used[a] = struct{}{}
 		}
 	}

@@ -143,7 +143,13 @@ func Create(ctx context.Context, tx store.Tx, n *api.Network) error {
 		return err
 	}
 	if n.VRF != 0 || n.Type == api.NetworkPrivate || n.Type == api.NetworkPrivateShared {
-		vrf, err := tx.Acquire(ctx, PoolVRF, 1, VRFMax, uint64(n.VRF), n.ID)
+		// A given VRF may be anything valid; one picked for a tenant network comes from the tenant
+		// range, like AllocatePrivate's, so it never takes a VRF an operator may still give out.
+		lo := uint64(1)
+		if n.VRF == 0 {
+			lo = VRFMin
+		}
+		vrf, err := tx.Acquire(ctx, PoolVRF, lo, VRFMax, uint64(n.VRF), n.ID)
 		if errors.Is(err, store.ErrDuplicate) {
 			return apierror.Invalid("vrf %d is used by another network", n.VRF)
 		}

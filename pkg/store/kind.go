@@ -55,6 +55,7 @@ type Index struct {
 // IndexOf derives the indexed columns and the unique keys of an entity. The meaning of Key1..Key3:
 //
 //	machines:          size, status (free|waiting|allocated), rack;   keys mac:<nic mac>
+//	                   (waiting = waiting for an allocation and neither tainted nor locked)
 //	networks:          type, parent network, –;                       keys prefix:<prefix>, vrf:<n>
 //	ips:               network, machine, type
 //	sizereservations:  size
@@ -71,7 +72,8 @@ func IndexOf(e any) (Index, []string) {
 		switch {
 		case v.Allocation != nil:
 			status, project = MachineStatusAllocated, v.Allocation.ProjectID
-		case v.Waiting:
+		case v.Waiting && v.State.Value == "":
+			// Only untainted, unlocked waiting machines are allocation candidates.
 			status = MachineStatusWaiting
 		}
 		var keys []string

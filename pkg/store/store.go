@@ -92,6 +92,15 @@ type Table[T any] interface {
 	// Delete removes the entity; ErrNotFound if it does not exist.
 	Delete(ctx context.Context, id string) error
 	Count(ctx context.Context, q Query) (int, error)
+	// Rows lists the IDs and indexed columns of the matching entities without decoding them, for
+	// hot paths that only need to choose (allocation candidates, used addresses).
+	Rows(ctx context.Context, q Query) ([]Row, error)
+}
+
+// Row is the ID and the indexed columns of an entity.
+type Row struct {
+	ID string
+	Index
 }
 
 // Query filters a list; empty fields match anything. Key1..Key3 are the kind's indexed columns

@@ -117,6 +117,7 @@ type dialect struct{}
 func (dialect) Name() string             { return "postgres" }
 func (dialect) Placeholder(n int) string { return sqlstore.FormatPlaceholder(n) }
 func (dialect) DataType() string         { return "BYTEA" }
+func (dialect) IDType() string           { return `TEXT COLLATE "C"` }
 func (dialect) EchoLocally() bool        { return false }
 
 // PublishInTx sends the changes with pg_notify, which PostgreSQL delivers on commit. Payloads are

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/pgtest"
@@ -21,6 +25,7 @@ import (
 var (
 	server     *pgtest.Server
 	skipReason string
+	icuSeq     atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -77,6 +82,32 @@ func open(t *testing.T, dsn string) store.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, newDB(t)) })
+}
+
+// TestConformanceCollation runs the suite on databases whose default collation is not bytewise
+// (ICU en-US, like the en_US.UTF-8 of most installations): IDs must still order as on SQLite.
+func TestConformanceCollation(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		if server == nil {
+			t.Skip(skipReason)
+		}
+		name := fmt.Sprintf("icu_%d", icuSeq.Add(1))
+		conn, err := pgx.Connect(t.Context(), server.DSN())
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer conn.Close(context.WithoutCancel(t.Context()))
+		_, err = conn.Exec(t.Context(), "CREATE DATABASE "+name+
+			" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+		if err != nil {
+			t.Fatalf("create database: %v", err)
+		}
+		dsn := strings.Replace(server.DSN(), "/postgres?", "/"+name+"?", 1)
+		if dsn == server.DSN() {
+			t.Fatalf("cannot derive a DSN for %s from %s", name, server.DSN())
+		}
+		return open(t, dsn)
+	})
 }
 
 func TestBackend(t *testing.T) {

@@ -53,6 +53,7 @@ type dialect struct{}
 func (dialect) Name() string           { return "sqlite" }
 func (dialect) Placeholder(int) string { return "?" }
 func (dialect) DataType() string       { return "BLOB" }
+func (dialect) IDType() string         { return "TEXT" } // BINARY collation
 func (dialect) EchoLocally() bool      { return true }
 
 func (dialect) PublishInTx(context.Context, *sql.Tx, []store.Change) error { return nil }

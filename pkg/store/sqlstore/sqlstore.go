@@ -31,6 +31,9 @@ type Dialect interface {
 	EchoLocally() bool
 	// DataType is the column type of JSON documents.
 	DataType() string
+	// IDType is the column type of entity IDs; it must compare bytewise, so that List orders and
+	// pages alike on every backend whatever the database's locale.
+	IDType() string
 }
 
 // Config wires a store.
@@ -64,13 +67,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	dt := s.cfg.Dialect.DataType()
+	dt, it := s.cfg.Dialect.DataType(), s.cfg.Dialect.IDType()
 	var stmts []string
 	for _, k := range store.Kinds() {
 		stmts = append(stmts,
-			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (id TEXT PRIMARY KEY, version BIGINT NOT NULL,
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (id %s PRIMARY KEY, version BIGINT NOT NULL,
 				project TEXT NOT NULL, partition TEXT NOT NULL, key1 TEXT NOT NULL, key2 TEXT NOT NULL,
-				key3 TEXT NOT NULL, data %s NOT NULL)`, k, dt),
+				key3 TEXT NOT NULL, data %s NOT NULL)`, k, it, dt),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_project ON %s (project, id)`, k, k),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_partition ON %s (partition, key1, key2, id)`, k, k),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_key1 ON %s (key1, id)`, k, k),

@@ -102,6 +102,31 @@ func (tb table[T, P]) List(ctx context.Context, q store.Query) ([]*T, string, er
 	return out, next, nil
 }
 
+func (tb table[T, P]) Rows(ctx context.Context, q store.Query) ([]store.Row, error) {
+	w, args := where(q)
+	query := fmt.Sprintf(`SELECT id, project, partition, key1, key2, key3 FROM %s%s ORDER BY id`, tb.kind, w)
+	if q.Limit > 0 {
+		query += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	rows, err := tb.t.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("rows of %s: %w", tb.kind, err)
+	}
+	defer rows.Close()
+	var out []store.Row
+	for rows.Next() {
+		var r store.Row
+		if err := rows.Scan(&r.ID, &r.Project, &r.Partition, &r.Key1, &r.Key2, &r.Key3); err != nil {
+			return nil, fmt.Errorf("rows of %s: %w", tb.kind, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rows of %s: %w", tb.kind, err)
+	}
+	return out, nil
+}
+
 func (tb table[T, P]) Count(ctx context.Context, q store.Query) (int, error) {
 	w, args := where(q)
 	var n int
@@ -165,6 +190,7 @@ func (tb table[T, P]) Update(ctx context.Context, e *T) error {
 		return fmt.Errorf("%s %q was changed concurrently (version %d): %w", singular(tb.kind), m.ID, old, store.ErrConflict)
 	}
 	if err := tb.t.putKeys(ctx, tb.kind, m.ID, keys, true); err != nil {
+		m.Version = old // the transaction fails: the caller keeps the version it read
 		return err
 	}
 	tb.t.Notify(tb.kind, m.ID)

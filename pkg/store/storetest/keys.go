@@ -82,6 +82,9 @@ func testUniqueKeys(t *testing.T, s store.Store) {
 		m1.Hardware.NICs = machineWithMACs("", macD, macA).Hardware.NICs
 		err = s.Write(ctx, func(tx store.Tx) error { return tx.Machines().Update(ctx, m1) })
 		wantErr(t, "update to a taken mac", err, store.ErrDuplicate)
+		if m1.Version != 2 {
+			t.Errorf("failed update left the caller's version at %d, want 2 restored", m1.Version)
+		}
 		if got := mustGet(t, s, machines, "m1"); got.Version != 2 || len(got.Hardware.NICs) != 1 {
 			t.Errorf("m1 after failed update: version %d, %d nics; want version 2, 1 nic", got.Version, len(got.Hardware.NICs))
 		}

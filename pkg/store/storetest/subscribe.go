@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -125,4 +126,52 @@ func testSubscribe(t *testing.T, s store.Store) {
 	WantChanges(t, ch2, machine("m5"))
 	cancel2()
 	WantClosed(t, ch2)
+}
+
+// testSlowSubscriber checks that a subscriber that does not read does not block writers, and is
+// told that it missed changes.
+func testSlowSubscriber(t *testing.T, s store.Store) {
+	const burst = 3000
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	ch := s.Subscribe(ctx)
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		for i := range burst {
+			tx.Notify(store.KindSwitch, fmt.Sprintf("sw-%04d", i))
+		}
+		return nil
+	})
+	// Delivery may be asynchronous (PostgreSQL): wait until the unread channel is full, then give
+	// the rest of the burst a moment to overflow it.
+	deadline := time.Now().Add(deliveryTimeout)
+	for len(ch) < cap(ch) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d changes buffered after %v; want a full buffer", len(ch), burst, deliveryTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(quietPeriod)
+	var got []store.Change
+	for len(ch) > 0 {
+		got = append(got, <-ch)
+	}
+	gaps := 0
+	for _, c := range got {
+		if c == (store.Change{}) {
+			gaps++
+		}
+	}
+	if gaps == 0 || len(got) >= burst {
+		t.Errorf("got %d changes with %d gap signals from a burst of %d; want fewer and a gap signal", len(got), gaps, burst)
+	}
+	if last := got[len(got)-1]; last != (store.Change{}) {
+		t.Errorf("last change %+v, want the gap signal", last)
+	}
+
+	// Once drained, the subscriber gets changes again.
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		tx.Notify(store.KindSwitch, "after")
+		return nil
+	})
+	WantChanges(t, ch, store.Change{Kind: store.KindSwitch, ID: "after"})
 }
