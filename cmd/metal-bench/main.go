@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/metalforge/metalforge/pkg/bench"
@@ -21,12 +22,26 @@ func main() {
 	flag.IntVar(&c.Concurrency, "concurrency", 16, "concurrent REST clients")
 	flag.BoolVar(&c.Postgres, "postgres", true, "also run the PostgreSQL scenarios (starts a throwaway server)")
 	flag.DurationVar(&c.Heartbeat, "heartbeat", 0, "Alive event interval per machine (default 1m)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			slog.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			slog.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := bench.Run(ctx, log, os.Stdout, c); err != nil {
 		log.Error("benchmark failed", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/apierror"
+	"github.com/metalforge/metalforge/pkg/id"
 	"github.com/metalforge/metalforge/pkg/network"
 	"github.com/metalforge/metalforge/pkg/store"
 )
@@ -126,36 +127,73 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 	if err := s.checkQuota(ctx, tx, req); err != nil {
 		return nil, err
 	}
-	waiting, err := tx.Machines().Rows(ctx, store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting})
+	candidates := store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting}
+	racks, err := tx.Machines().CountBy(ctx, candidates, "key3")
 	if err != nil {
 		return nil, err
+	}
+	waiting := 0
+	for _, n := range racks {
+		waiting += n
 	}
 	reserved, err := s.reservedForOthers(ctx, tx, req)
 	if err != nil {
 		return nil, err
 	}
-	if len(waiting) <= reserved {
+	if waiting <= reserved {
 		return nil, fmt.Errorf("no machine of size %s waiting in partition %s (%d waiting, %d reserved for other projects): %w",
-			req.SizeID, req.PartitionID, len(waiting), reserved, apierror.ErrUnavailable)
+			req.SizeID, req.PartitionID, waiting, reserved, apierror.ErrUnavailable)
 	}
-	if err := s.spread(ctx, tx, req, waiting); err != nil {
+	order, err := s.spread(ctx, tx, req, racks)
+	if err != nil {
 		return nil, err
 	}
-	for _, r := range waiting {
-		m, err := tx.Machines().Get(ctx, r.ID)
-		if err != nil {
-			return nil, err
-		}
-		if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
-			continue
-		}
-		if ok, err := s.alive(ctx, tx, m.ID); err != nil {
-			return nil, err
-		} else if ok {
-			return m, nil
+	for _, rack := range order {
+		q := candidates
+		q.Key3 = rack
+		if m, err := s.pickInRack(ctx, tx, q); m != nil || err != nil {
+			return m, err
 		}
 	}
 	return nil, fmt.Errorf("no alive machine of size %s waiting in partition %s: %w", req.SizeID, req.PartitionID, apierror.ErrUnavailable)
+}
+
+// pickInRack returns an allocatable machine among the candidates of one rack, starting at a random
+// ID so that concurrent allocations rarely pick the same machine; nil if none is allocatable.
+func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query) (*api.Machine, error) {
+	const window = 16
+	q.Limit = window
+	q.After = id.New()
+	for range 2 {
+		rows, err := tx.Machines().Rows(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			m, err := tx.Machines().Get(ctx, r.ID)
+			if err != nil {
+				return nil, err
+			}
+			if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
+				continue
+			}
+			if ok, err := s.alive(ctx, tx, m.ID); err != nil {
+				return nil, err
+			} else if ok {
+				return m, nil
+			}
+		}
+		if len(rows) == window && q.After == "" {
+			// A full window without an allocatable machine: scan the rest of the rack.
+			q.After, q.Limit = rows[len(rows)-1].ID, 0
+			continue
+		}
+		if q.After == "" {
+			break
+		}
+		q.After = "" // wrap around to the start of the rack
+	}
+	return nil, nil
 }
 
 func (s *Service) allocatable(ctx context.Context, tx store.Tx, m *api.Machine) error {
@@ -229,20 +267,20 @@ func (s *Service) reservedForOthers(ctx context.Context, tx store.Tx, req *api.M
 	return reserved, nil
 }
 
-// spread orders candidates so that racks with the fewest machines of the project come first,
-// random within a rack count (which also keeps concurrent allocations from colliding).
-func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, waiting []store.Row) error {
-	mine, err := tx.Machines().Rows(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID})
+// spread orders the racks with waiting candidates so that racks with the fewest machines of the
+// project come first, random among equals.
+func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, racks map[string]int) ([]string, error) {
+	mine, err := tx.Machines().CountBy(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID}, "key3")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	perRack := map[string]int{}
-	for _, m := range mine {
-		perRack[m.Key3]++
+	order := make([]string, 0, len(racks))
+	for r := range racks {
+		order = append(order, r)
 	}
-	rand.Shuffle(len(waiting), func(i, j int) { waiting[i], waiting[j] = waiting[j], waiting[i] })
-	slices.SortStableFunc(waiting, func(a, b store.Row) int { return perRack[a.Key3] - perRack[b.Key3] })
-	return nil
+	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	slices.SortStableFunc(order, func(a, b string) int { return mine[a] - mine[b] })
+	return order, nil
 }
 
 // checkRefs validates the image (feature for the role, not expired) and the filesystem layout.

@@ -95,6 +95,9 @@ type Table[T any] interface {
 	// Rows lists the IDs and indexed columns of the matching entities without decoding them, for
 	// hot paths that only need to choose (allocation candidates, used addresses).
 	Rows(ctx context.Context, q Query) ([]Row, error)
+	// CountBy counts the matching entities per value of one indexed column: "project",
+	// "partition", "key1", "key2" or "key3".
+	CountBy(ctx context.Context, q Query, column string) (map[string]int, error)
 }
 
 // Row is the ID and the indexed columns of an entity.

@@ -75,7 +75,7 @@ func (s *Store) migrate(ctx context.Context) error {
 				project TEXT NOT NULL, partition TEXT NOT NULL, key1 TEXT NOT NULL, key2 TEXT NOT NULL,
 				key3 TEXT NOT NULL, data %s NOT NULL)`, k, it, dt),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_project ON %s (project, id)`, k, k),
-			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_partition ON %s (partition, key1, key2, id)`, k, k),
+			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_scope ON %s (partition, key1, key2, key3, id)`, k, k),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_key1 ON %s (key1, id)`, k, k),
 			fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_key2 ON %s (key2, id)`, k, k),
 		)

@@ -127,6 +127,30 @@ func (tb table[T, P]) Rows(ctx context.Context, q store.Query) ([]store.Row, err
 	return out, nil
 }
 
+func (tb table[T, P]) CountBy(ctx context.Context, q store.Query, column string) (map[string]int, error) {
+	switch column {
+	case "project", "partition", "key1", "key2", "key3":
+	default:
+		return nil, fmt.Errorf("count %s by %q: not an indexed column", tb.kind, column)
+	}
+	w, args := where(q)
+	rows, err := tb.t.query(ctx, fmt.Sprintf(`SELECT %s, COUNT(*) FROM %s%s GROUP BY %s`, column, tb.kind, w, column), args...)
+	if err != nil {
+		return nil, fmt.Errorf("count %s by %s: %w", tb.kind, column, err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, fmt.Errorf("count %s by %s: %w", tb.kind, column, err)
+		}
+		out[k] = n
+	}
+	return out, rows.Err()
+}
+
 func (tb table[T, P]) Count(ctx context.Context, q store.Query) (int, error) {
 	w, args := where(q)
 	var n int
