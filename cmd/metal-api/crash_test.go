@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
@@ -16,9 +15,7 @@ import (
 	"time"
 
 	"github.com/metalforge/metalforge/pkg/api"
-	"github.com/metalforge/metalforge/pkg/machine"
-	"github.com/metalforge/metalforge/pkg/network"
-	"github.com/metalforge/metalforge/pkg/store"
+	"github.com/metalforge/metalforge/pkg/machine/machinetest"
 	"github.com/metalforge/metalforge/pkg/store/sqlite"
 )
 
@@ -39,7 +36,12 @@ func TestCrashMidStorm(t *testing.T) {
 	}
 	data := filepath.Join(dir, "data")
 	const machines = 200
-	seed(t, data, machines)
+	st, err := sqlite.Open(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	machinetest.Seed(t, st, machines)
+	st.Close()
 
 	addr := freeAddr(t)
 	p := start(t, bin, data, addr)
@@ -54,9 +56,7 @@ func TestCrashMidStorm(t *testing.T) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				var m api.Machine
-				code, err := post(ctx, addr, "/v1/machine/allocate", api.MachineAllocateRequest{ProjectID: "storm",
-					PartitionID: "p1", SizeID: "s1", ImageID: "img", AutoNetwork: false,
-					Networks: []api.AllocationNetwork{{NetworkID: "storm-net"}}}, &m)
+				code, err := post(ctx, addr, "/v1/machine/allocate", machinetest.AllocateRequest(), &m)
 				if err != nil {
 					return // the server is gone
 				}
@@ -81,8 +81,7 @@ func TestCrashMidStorm(t *testing.T) {
 	// Restart: it must come up on the same data and go on allocating.
 	p = start(t, bin, data, addr)
 	var m api.Machine
-	code, err := post(context.Background(), addr, "/v1/machine/allocate", api.MachineAllocateRequest{ProjectID: "storm",
-		PartitionID: "p1", SizeID: "s1", ImageID: "img", Networks: []api.AllocationNetwork{{NetworkID: "storm-net"}}}, &m)
+	code, err := post(context.Background(), addr, "/v1/machine/allocate", machinetest.AllocateRequest(), &m)
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("allocate after restart: %d %v", code, err)
 	}
@@ -90,12 +89,12 @@ func TestCrashMidStorm(t *testing.T) {
 	_ = p.Process.Signal(syscall.SIGTERM)
 	_ = p.Wait()
 
-	st, err := sqlite.Open(context.Background(), data)
+	st, err = sqlite.Open(context.Background(), data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	allocated := checkInvariants(t, st)
+	allocated := machinetest.CheckInvariants(t, st)
 	acked.Range(func(k, _ any) bool {
 		if !allocated[k.(string)] {
 			t.Errorf("allocation of %s was acknowledged but is lost", k)
@@ -103,114 +102,6 @@ func TestCrashMidStorm(t *testing.T) {
 		return true
 	})
 	t.Logf("after restart: %d machines allocated, all acknowledged ones present", len(allocated))
-}
-
-// seed writes a partition, size, image, project, network and waiting machines into the data dir.
-func seed(t *testing.T, dir string, n int) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	err = st.Write(ctx, func(tx store.Tx) error {
-		for _, err := range []error{
-			tx.Partitions().Create(ctx, &api.Partition{Meta: api.Meta{ID: "p1"}}),
-			tx.Sizes().Create(ctx, &api.Size{Meta: api.Meta{ID: "s1"}, Constraints: []api.Constraint{{Type: api.ConstraintCores, Min: 1, Max: 64}}}),
-			tx.Images().Create(ctx, &api.Image{Meta: api.Meta{ID: "img"}, URL: "http://i/img", OS: "debian", OSVersion: "12", Features: []string{api.FeatureMachine}}),
-			tx.Projects().Create(ctx, &api.Project{Meta: api.Meta{ID: "storm"}}),
-		} {
-			if err != nil {
-				return err
-			}
-		}
-		return network.Create(ctx, tx, &api.Network{Meta: api.Meta{ID: "storm-net", Name: "storm"}, Type: api.NetworkPrivate,
-			Prefixes: []string{"10.64.0.0/16"}, PartitionID: "p1", ProjectID: "storm"})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms := machine.New(machine.Config{Store: st})
-	for i := range n {
-		id := fmt.Sprintf("m-%03d", i)
-		if _, err := ms.Register(ctx, &api.Machine{Meta: api.Meta{ID: id}, PartitionID: "p1", RackID: fmt.Sprintf("r%d", i%4),
-			Hardware: api.MachineHardware{CPUs: []api.MachineCPU{{Cores: 8}}, NICs: []api.MachineNIC{{Name: "eth0", MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i/256, i%256)}}}}); err != nil {
-			t.Fatal(err)
-		}
-		err := st.Write(ctx, func(tx store.Tx) error {
-			m, err := tx.Machines().Get(ctx, id)
-			if err != nil {
-				return err
-			}
-			m.Waiting = true
-			return tx.Machines().Update(ctx, m)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// checkInvariants: every IP with a machine belongs to an allocated machine that lists it, every
-// allocated machine holds exactly one ASN and its IPs exist, no ASN or IP is held twice or by a free
-// machine. It returns the set of allocated machines.
-func checkInvariants(t *testing.T, st store.Store) map[string]bool {
-	ctx := context.Background()
-	allocated := map[string]bool{}
-	err := st.Read(ctx, func(tx store.Tx) error {
-		ms, _, err := tx.Machines().List(ctx, store.Query{})
-		if err != nil {
-			return err
-		}
-		ips, _, err := tx.IPs().List(ctx, store.Query{})
-		if err != nil {
-			return err
-		}
-		ipOwner := map[string]string{}
-		for _, ip := range ips {
-			ipOwner[ip.Address] = ip.MachineID
-		}
-		asns := map[uint64]string{}
-		for _, m := range ms {
-			held, err := tx.Held(ctx, machine.PoolASN, m.ID)
-			if err != nil {
-				return err
-			}
-			if m.Allocation == nil {
-				if len(held) > 0 {
-					t.Errorf("free machine %s holds ASNs %v", m.ID, held)
-				}
-				continue
-			}
-			allocated[m.ID] = true
-			if len(held) != 1 || uint64(m.Allocation.Networks[0].ASN) != held[0] {
-				t.Errorf("machine %s has ASN %d but holds %v", m.ID, m.Allocation.Networks[0].ASN, held)
-			}
-			for _, a := range held {
-				if other, dup := asns[a]; dup {
-					t.Errorf("ASN %d held by %s and %s", a, other, m.ID)
-				}
-				asns[a] = m.ID
-			}
-			for _, n := range m.Allocation.Networks {
-				for _, ip := range n.IPs {
-					if ipOwner[ip] != m.ID {
-						t.Errorf("machine %s lists ip %s owned by %q", m.ID, ip, ipOwner[ip])
-					}
-				}
-			}
-		}
-		for addr, owner := range ipOwner {
-			if owner != "" && !allocated[owner] {
-				t.Errorf("ip %s belongs to %s, which is not allocated", addr, owner)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return allocated
 }
 
 func freeAddr(t *testing.T) string {

@@ -99,6 +99,14 @@ func Start(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s, ok := st.(interface{ Stats() (int64, int64) }); ok {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "metal_api_store_writes_total",
+				Help: "Committed or failed write transactions."}, func() float64 { w, _ := s.Stats(); return float64(w) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "metal_api_store_retries_total",
+				Help: "Write transactions retried after a conflict with a concurrent writer."}, func() float64 { _, r := s.Stats(); return float64(r) }),
+		)
+	}
 	authn := auth.NewAuthenticator(st, c.AuthCacheTTL)
 	machines := machine.New(machine.Config{Store: st, Log: log})
 	restSrv := rest.New(rest.Config{Store: st, Machines: machines, Auth: authn, Log: log, Version: c.Version, Registry: reg})

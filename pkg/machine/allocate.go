@@ -140,6 +140,13 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 	if err != nil {
 		return nil, err
 	}
+	if reserved > 0 && waiting > reserved {
+		// The index counts every waiting machine, tainted, locked and dead ones too; only allocatable
+		// ones are free for the reservations, or this project takes what another was promised.
+		if waiting, err = s.countAllocatable(ctx, tx, candidates); err != nil {
+			return nil, err
+		}
+	}
 	if waiting <= reserved {
 		return nil, fmt.Errorf("no machine of size %s waiting in partition %s (%d waiting, %d reserved for other projects): %w",
 			req.SizeID, req.PartitionID, waiting, reserved, apierror.ErrUnavailable)
@@ -161,26 +168,19 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 // pickInRack returns an allocatable machine among the candidates of one rack, starting at a random
 // ID so that concurrent allocations rarely pick the same machine; nil if none is allocatable.
 func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query) (*api.Machine, error) {
-	const window = 16
+	const window = 4
 	q.Limit = window
 	q.After = id.New()
-	for range 2 {
+	q.Lock = true
+	// Passes: the window after the random ID, the window at the start of the rack, the rest of it.
+	for range 3 {
 		rows, err := tx.Machines().Rows(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
-			m, err := tx.Machines().Get(ctx, r.ID)
-			if err != nil {
-				return nil, err
-			}
-			if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
-				continue
-			}
-			if ok, err := s.alive(ctx, tx, m.ID); err != nil {
-				return nil, err
-			} else if ok {
-				return m, nil
+			if m, err := s.allocatableNow(ctx, tx, r.ID); m != nil || err != nil {
+				return m, err
 			}
 		}
 		if len(rows) == window && q.After == "" {
@@ -194,6 +194,40 @@ func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query) (*
 		q.After = "" // wrap around to the start of the rack
 	}
 	return nil, nil
+}
+
+// allocatableNow returns the candidate if it can be allocated now, nil if not.
+func (s *Service) allocatableNow(ctx context.Context, tx store.Tx, machineID string) (*api.Machine, error) {
+	m, err := tx.Machines().Get(ctx, machineID)
+	if err != nil {
+		return nil, err
+	}
+	if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
+		return nil, nil
+	}
+	if ok, err := s.alive(ctx, tx, m.ID); err != nil || !ok {
+		return nil, err
+	}
+	return m, nil
+}
+
+// countAllocatable counts the candidates that can be allocated now.
+func (s *Service) countAllocatable(ctx context.Context, tx store.Tx, q store.Query) (int, error) {
+	rows, err := tx.Machines().Rows(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rows {
+		m, err := s.allocatableNow(ctx, tx, r.ID)
+		if err != nil {
+			return 0, err
+		}
+		if m != nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *Service) allocatable(ctx context.Context, tx store.Tx, m *api.Machine) error {

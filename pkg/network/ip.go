@@ -41,48 +41,63 @@ func AllocateIP(ctx context.Context, tx store.Tx, req api.IPAllocateRequest, mac
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", n.ID, err)
 	}
-	var addr netip.Addr
-	if req.Address != "" {
-		addr, err = netip.ParseAddr(req.Address)
-		if err != nil {
-			return nil, apierror.Invalid("address %q: %v", req.Address, err)
-		}
-		if !ipam.Usable(prefixes, addr) {
-			return nil, apierror.Invalid("address %s is not a usable address of network %s", addr, n.ID)
-		}
-	} else {
-		used, err := usedAddrs(ctx, tx, n.ID)
-		if err != nil {
-			return nil, err
-		}
-		addr, err = ipam.NextFreeIP(prefixes, func(a netip.Addr) bool { _, ok := used[a]; return ok })
-		if errors.Is(err, ipam.ErrExhausted) {
-			return nil, fmt.Errorf("network %s has no free address: %w", n.ID, store.ErrExhausted)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 	ip := &api.IP{
-		Meta:      api.Meta{ID: addr.String(), Name: req.Name, Description: req.Description},
-		Address:   addr.String(),
+		Meta:      api.Meta{Name: req.Name, Description: req.Description},
 		NetworkID: n.ID,
 		ProjectID: req.ProjectID,
 		Type:      req.Type,
 		Tags:      req.Tags,
 		MachineID: machineID,
 	}
-	if err := tx.IPs().Create(ctx, ip); err != nil {
-		if errors.Is(err, store.ErrDuplicate) && req.Address == "" {
-			// Taken by a concurrent transaction after we read the used set.
-			return nil, fmt.Errorf("ip %s: %w", addr, store.ErrConflict)
+	if req.Address != "" {
+		addr, err := netip.ParseAddr(req.Address)
+		if err != nil {
+			return nil, apierror.Invalid("address %q: %v", req.Address, err)
 		}
-		if errors.Is(err, store.ErrDuplicate) {
-			return nil, fmt.Errorf("address %s is already allocated: %w", addr, store.ErrDuplicate)
+		if !ipam.Usable(prefixes, addr) {
+			return nil, apierror.Invalid("address %s is not a usable address of network %s", addr, n.ID)
 		}
+		ip.ID, ip.Address = addr.String(), addr.String()
+		if err := tx.IPs().Create(ctx, ip); err != nil {
+			if errors.Is(err, store.ErrDuplicate) {
+				return nil, fmt.Errorf("address %s is already allocated: %w", addr, store.ErrDuplicate)
+			}
+			return nil, err
+		}
+		return ip, nil
+	}
+	used, err := usedAddrs(ctx, tx, n.ID)
+	if err != nil {
 		return nil, err
 	}
-	return ip, nil
+	// Concurrent transactions (other replicas) may take the address we computed; each lost race
+	// reveals one taken address, so try the next instead of restarting the whole transaction.
+	for range 64 {
+		addr, err := ipam.NextFreeIP(prefixes, func(a netip.Addr) bool { _, ok := used[a]; return ok })
+		if errors.Is(err, ipam.ErrExhausted) {
+			return nil, fmt.Errorf("network %s has no free address: %w", n.ID, store.ErrExhausted)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if free, err := tx.TryReserve(ctx, "ip/"+addr.String()); err != nil {
+			return nil, err
+		} else if !free {
+			used[addr] = struct{}{} // another transaction is taking it right now
+			continue
+		}
+		ip.ID, ip.Address = addr.String(), addr.String()
+		err = tx.IPs().Create(ctx, ip)
+		if errors.Is(err, store.ErrDuplicate) {
+			used[addr] = struct{}{}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ip, nil
+	}
+	return nil, fmt.Errorf("network %s: lost too many races for a free address: %w", n.ID, store.ErrConflict)
 }
 
 func usedAddrs(ctx context.Context, tx store.Tx, networkID string) (map[netip.Addr]struct{}, error) {

@@ -74,6 +74,12 @@ type Tx interface {
 	Release(ctx context.Context, pool, owner string) (int, error)
 	// Held lists the values of a pool held by owner, ascending.
 	Held(ctx context.Context, pool, owner string) ([]uint64, error)
+	// TryReserve takes a transaction-scoped claim on a key (e.g. a candidate address) and reports
+	// false when a concurrent transaction holds it, so callers move on to another candidate instead
+	// of queueing behind it. Claims end with the transaction; where writers are serialised anyway
+	// (SQLite) it always succeeds. It is a hint for throughput: correctness still comes from the
+	// unique constraints.
+	TryReserve(ctx context.Context, key string) (bool, error)
 	// Notify publishes a change on commit (Create, Update and Delete of machines do so themselves).
 	Notify(kind Kind, id string)
 }
@@ -116,4 +122,8 @@ type Query struct {
 	Key3      string
 	After     string
 	Limit     int
+	// Lock, for Rows in a write transaction, locks the returned rows until the transaction ends and
+	// skips rows that concurrent transactions have locked, so concurrent allocators pick different
+	// candidates instead of colliding and retrying.
+	Lock bool
 }

@@ -117,6 +117,15 @@ type dialect struct{}
 func (dialect) Name() string             { return "postgres" }
 func (dialect) Placeholder(n int) string { return sqlstore.FormatPlaceholder(n) }
 func (dialect) DataType() string         { return "BYTEA" }
+func (dialect) SkipLocked() string       { return " FOR UPDATE SKIP LOCKED" }
+
+// TryLock takes a transaction-scoped advisory lock on the 64-bit hash of key; a hash collision only
+// makes a caller skip a candidate it could have taken.
+func (dialect) TryLock(ctx context.Context, tx *sql.Tx, key string) (bool, error) {
+	var ok bool
+	err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key).Scan(&ok)
+	return ok, err
+}
 func (dialect) IDType() string           { return `TEXT COLLATE "C"` }
 func (dialect) EchoLocally() bool        { return false }
 

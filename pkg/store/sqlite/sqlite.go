@@ -55,6 +55,9 @@ func (dialect) Placeholder(int) string { return "?" }
 func (dialect) DataType() string       { return "BLOB" }
 func (dialect) IDType() string         { return "TEXT" } // BINARY collation
 func (dialect) EchoLocally() bool      { return true }
+func (dialect) SkipLocked() string     { return "" } // one writer at a time
+
+func (dialect) TryLock(context.Context, *sql.Tx, string) (bool, error) { return true, nil }
 
 func (dialect) PublishInTx(context.Context, *sql.Tx, []store.Change) error { return nil }
 

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/metalforge/metalforge/pkg/store"
@@ -34,6 +35,11 @@ type Dialect interface {
 	// IDType is the column type of entity IDs; it must compare bytewise, so that List orders and
 	// pages alike on every backend whatever the database's locale.
 	IDType() string
+	// SkipLocked is appended to a SELECT of Rows with Query.Lock: it locks the returned rows for the
+	// transaction and skips rows other transactions hold ("" where writers are serialised anyway).
+	SkipLocked() string
+	// TryLock takes a transaction-scoped advisory lock on key; nil where writers are serialised.
+	TryLock(ctx context.Context, tx *sql.Tx, key string) (bool, error)
 }
 
 // Config wires a store.
@@ -52,7 +58,12 @@ type Store struct {
 	cfg  Config
 	mu   sync.Mutex
 	subs map[chan store.Change]struct{}
+
+	writes, retries atomic.Int64
 }
+
+// Stats counts write transactions and their retries since the store was opened.
+func (s *Store) Stats() (writes, retries int64) { return s.writes.Load(), s.retries.Load() }
 
 // New creates the schema if needed and returns the store.
 func New(ctx context.Context, cfg Config) (*Store, error) {
@@ -139,8 +150,10 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 		}
 		err = s.writeOnce(ctx, fn)
 		if err == nil || !s.retryable(err) {
+			s.writes.Add(1)
 			return err
 		}
+		s.retries.Add(1)
 	}
 	return fmt.Errorf("gave up after %d attempts: %w", s.cfg.MaxAttempts, err)
 }

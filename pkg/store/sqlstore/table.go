@@ -108,6 +108,9 @@ func (tb table[T, P]) Rows(ctx context.Context, q store.Query) ([]store.Row, err
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
+	if q.Lock && !tb.t.readOnly {
+		query += tb.t.s.cfg.Dialect.SkipLocked()
+	}
 	rows, err := tb.t.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("rows of %s: %w", tb.kind, err)

@@ -53,6 +53,17 @@ func (t *txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(ctx, t.bind(q), args...)
 }
 
+func (t *txn) TryReserve(ctx context.Context, key string) (bool, error) {
+	if t.readOnly {
+		return false, errors.New("reserve in a read transaction")
+	}
+	ok, err := t.s.cfg.Dialect.TryLock(ctx, t.tx, key)
+	if err != nil {
+		return false, fmt.Errorf("reserve %s: %w", key, err)
+	}
+	return ok, nil
+}
+
 func (t *txn) Notify(kind store.Kind, id string) {
 	t.changes = append(t.changes, store.Change{Kind: kind, ID: id})
 }
@@ -150,13 +161,25 @@ func (t *txn) Acquire(ctx context.Context, pool string, lo, hi, want uint64, own
 	// common case under contention. The insert waited for the winner to commit; look again (each
 	// statement sees newly committed values) instead of failing the whole transaction, which left
 	// allocators of a busy pool exhausting Write's retries.
+	// Values another transaction is about to insert are skipped (TryReserve) rather than waited for.
+	start := lo
 	for range lostRaces {
-		candidate, err := t.lowestFree(ctx, pool, lo, hi)
+		candidate, err := t.lowestFree(ctx, pool, start, hi)
 		if err != nil {
 			return 0, err
 		}
 		if candidate > hi {
+			if start > lo {
+				start = lo // the skipped values may have been rolled back; look once more from the start
+				continue
+			}
 			return 0, fmt.Errorf("pool %s (%d-%d): %w", pool, lo, hi, store.ErrExhausted)
+		}
+		if free, err := t.TryReserve(ctx, fmt.Sprintf("pool/%s/%d", pool, candidate)); err != nil {
+			return 0, err
+		} else if !free {
+			start = candidate + 1
+			continue
 		}
 		ok, err := t.insertPool(ctx, pool, candidate, owner)
 		if err != nil {

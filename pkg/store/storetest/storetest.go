@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListCount", testListCount},
 		{"Pagination", testPagination},
 		{"Order", testOrder},
+		{"RowsCountBy", testRowsCountBy},
 		{"Pools", testPools},
 		{"Rollback", testRollback},
 		{"ReadOnly", testReadOnly},
