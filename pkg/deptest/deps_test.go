@@ -24,7 +24,7 @@ type pkg struct {
 // list runs `go list -json` with the given arguments from the module root.
 func list(t *testing.T, args ...string) []pkg {
 	t.Helper()
-	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd := exec.Command("go", append([]string{"list", "-e", "-json"}, args...)...)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
 	if err != nil {
