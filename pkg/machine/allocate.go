@@ -158,60 +158,67 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 	for _, rack := range order {
 		q := candidates
 		q.Key3 = rack
-		if m, err := s.pickInRack(ctx, tx, q); m != nil || err != nil {
+		if m, err := s.pickInRack(ctx, tx, q, true); m != nil || err != nil {
+			return m, err
+		}
+	}
+	// Skipping locked rows hid the candidates concurrent allocations are looking at, but each of them
+	// takes one at most: look again without skipping (the update then waits for the holder, and a
+	// lost race is a conflict the store retries) before saying that none is left.
+	for _, rack := range order {
+		q := candidates
+		q.Key3 = rack
+		if m, err := s.pickInRack(ctx, tx, q, false); m != nil || err != nil {
 			return m, err
 		}
 	}
 	return nil, fmt.Errorf("no alive machine of size %s waiting in partition %s: %w", req.SizeID, req.PartitionID, apierror.ErrUnavailable)
 }
 
-// pickInRack returns an allocatable machine among the candidates of one rack, starting at a random
-// ID so that concurrent allocations rarely pick the same machine; nil if none is allocatable.
-func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query) (*api.Machine, error) {
-	const window = 4
-	q.Limit = window
-	q.After = id.New()
-	q.Lock = true
-	// Passes: the window after the random ID, the window at the start of the rack, the rest of it.
-	for range 3 {
+// pickInRack returns an allocatable machine among the candidates of one rack, nil if there is none.
+// It starts at a random ID so that concurrent allocations rarely meet, and reads one candidate row at
+// a time. With skipLocked each row is locked as it is read and rows other transactions hold are
+// skipped (PostgreSQL FOR UPDATE SKIP LOCKED), so concurrent allocators take different machines;
+// without it, every candidate is seen and a lost race ends in a version conflict the store retries.
+func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query, skipLocked bool) (*api.Machine, error) {
+	const maxProbes = 64
+	q.Limit, q.Lock = 1, skipLocked
+	start := id.New()
+	q.After = start
+	wrapped := false
+	for range maxProbes {
 		rows, err := tx.Machines().Rows(ctx, q)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rows {
-			if m, err := s.allocatableNow(ctx, tx, r.ID); m != nil || err != nil {
-				return m, err
+		if len(rows) == 0 || (wrapped && rows[0].ID > start) {
+			if wrapped {
+				return nil, nil
 			}
-		}
-		if len(rows) == window && q.After == "" {
-			// A full window without an allocatable machine: scan the rest of the rack.
-			q.After, q.Limit = rows[len(rows)-1].ID, 0
+			wrapped, q.After = true, "" // go round to the start of the rack
 			continue
 		}
-		if q.After == "" {
-			break
+		q.After = rows[0].ID
+		m, err := tx.Machines().Get(ctx, rows[0].ID)
+		if err != nil {
+			return nil, err
 		}
-		q.After = "" // wrap around to the start of the rack
+		if ok, err := s.candidate(ctx, tx, m); err != nil || ok {
+			return m, err
+		}
 	}
 	return nil, nil
 }
 
-// allocatableNow returns the candidate if it can be allocated now, nil if not.
-func (s *Service) allocatableNow(ctx context.Context, tx store.Tx, machineID string) (*api.Machine, error) {
-	m, err := tx.Machines().Get(ctx, machineID)
-	if err != nil {
-		return nil, err
-	}
+// candidate reports whether a machine the index lists as waiting can be allocated now.
+func (s *Service) candidate(ctx context.Context, tx store.Tx, m *api.Machine) (bool, error) {
 	if m.State.Value != api.StateAvailable || !m.Waiting || m.Allocation != nil {
-		return nil, nil
+		return false, nil
 	}
-	if ok, err := s.alive(ctx, tx, m.ID); err != nil || !ok {
-		return nil, err
-	}
-	return m, nil
+	return s.alive(ctx, tx, m.ID)
 }
 
-// countAllocatable counts the candidates that can be allocated now.
+// countAllocatable counts the machines of q that can be allocated now (alive ones).
 func (s *Service) countAllocatable(ctx context.Context, tx store.Tx, q store.Query) (int, error) {
 	rows, err := tx.Machines().Rows(ctx, q)
 	if err != nil {
@@ -219,11 +226,13 @@ func (s *Service) countAllocatable(ctx context.Context, tx store.Tx, q store.Que
 	}
 	n := 0
 	for _, r := range rows {
-		m, err := s.allocatableNow(ctx, tx, r.ID)
+		m, err := tx.Machines().Get(ctx, r.ID)
 		if err != nil {
 			return 0, err
 		}
-		if m != nil {
+		if ok, err := s.candidate(ctx, tx, m); err != nil {
+			return 0, err
+		} else if ok {
 			n++
 		}
 	}
