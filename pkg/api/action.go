@@ -80,11 +80,13 @@ const (
 // BMCCommand is a queued BMC action for a machine.
 type BMCCommand struct {
 	Meta
-	MachineID   string     `json:"machineID"`
-	PartitionID string     `json:"partitionID"`
-	Command     string     `json:"command"`
-	Done        *time.Time `json:"done,omitempty"`
-	Error       string     `json:"error,omitempty"`
+	MachineID   string `json:"machineID"`
+	PartitionID string `json:"partitionID"`
+	Command     string `json:"command"`
+	// BMC is how to reach the machine's BMC; filled in for the BMC agent, never stored.
+	BMC   *MachineBMC `json:"bmc,omitempty"`
+	Done  *time.Time  `json:"done,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 // BMCCommandDone acknowledges a BMC command.
@@ -110,9 +112,11 @@ const (
 // Token is an API credential. The secret is only returned once, on creation; the store keeps a hash.
 type Token struct {
 	Meta
-	Role        string     `json:"role"`
-	ProjectID   string     `json:"projectID,omitempty"`
-	PartitionID string     `json:"partitionID,omitempty"`
-	Expires     *time.Time `json:"expires,omitempty"`
-	Secret      string     `json:"secret,omitempty"`
+	Role        string `json:"role"`
+	ProjectID   string `json:"projectID,omitempty"`
+	PartitionID string `json:"partitionID,omitempty"`
+	// MachineID scopes a machine token (issued by metal-api for an installed OS to phone home).
+	MachineID string     `json:"machineID,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
+	Secret    string     `json:"secret,omitempty"`
 }

@@ -23,6 +23,8 @@ type InstallSpec struct {
 	Layout     *FilesystemLayout `json:"layout,omitempty"`
 	DNSServers []string          `json:"dnsServers,omitempty"`
 	NTPServers []string          `json:"ntpServers,omitempty"`
+	// PhoneHomeToken lets the installed OS report "Phoned Home" for this machine and nothing else.
+	PhoneHomeToken string `json:"phoneHomeToken,omitempty"`
 }
 
 // InstallReport is the hammer's result of an install.

@@ -20,8 +20,12 @@ import (
 	"github.com/metalforge/metalforge/pkg/store"
 )
 
-// RoleBoot is the role of a partition boot secret.
-const RoleBoot = "boot"
+// Internal roles: RoleBoot is the role of a partition boot secret; RoleMachine of the token an
+// installed OS uses to phone home (issued by metal-api, one per machine).
+const (
+	RoleBoot    = "boot"
+	RoleMachine = "machine"
+)
 
 // ErrUnauthenticated means no or an unknown/expired token.
 var ErrUnauthenticated = errors.New("missing or invalid token")
@@ -33,6 +37,7 @@ type Principal struct {
 	Role        string
 	ProjectID   string
 	PartitionID string
+	MachineID   string
 }
 
 // IsAdmin reports the admin role.
@@ -92,7 +97,7 @@ func Hash(secret string) string {
 
 // Issue creates a token in tx and returns its secret; tok.ID is generated when empty.
 func Issue(ctx context.Context, tx store.Tx, tok api.Token) (string, *api.Token, error) {
-	if !ValidRole(tok.Role) {
+	if !ValidRole(tok.Role) && tok.Role != RoleMachine {
 		return "", nil, fmt.Errorf("unknown role %q", tok.Role)
 	}
 	if tok.ID == "" {
@@ -161,7 +166,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if tok.Expires != nil && now.After(*tok.Expires) {
 		return Principal{}, fmt.Errorf("token %s expired: %w", tok.ID, ErrUnauthenticated)
 	}
-	p := Principal{TokenID: tok.ID, Name: tok.Name, Role: tok.Role, ProjectID: tok.ProjectID, PartitionID: tok.PartitionID}
+	p := Principal{TokenID: tok.ID, Name: tok.Name, Role: tok.Role, ProjectID: tok.ProjectID, PartitionID: tok.PartitionID,
+		MachineID: tok.MachineID}
 	a.mu.Lock()
 	if len(a.cache) > 10000 {
 		clear(a.cache)

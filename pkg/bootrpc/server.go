@@ -11,6 +11,7 @@ package bootrpc
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -37,6 +38,8 @@ var ErrInvalid = apierror.ErrInvalid
 type Machines interface {
 	// Dhcp records a "PXE Booting" event for the machine owning mac and returns its ID.
 	Dhcp(ctx context.Context, partitionID, mac string) (machineID string, err error)
+	// Lease returns the address of mac in [first, last], the same one on every call.
+	Lease(ctx context.Context, partitionID, mac string, first, last netip.Addr) (netip.Addr, error)
 	// BootDecision says what the machine owning mac should boot; an unknown MAC boots the hammer.
 	BootDecision(ctx context.Context, partitionID, mac string) (*api.BootDecision, error)
 	// Register creates or updates the machine from the hammer's inventory and returns it with its

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/auth"
 	"github.com/metalforge/metalforge/pkg/bootrpc/bootpb"
 	"github.com/metalforge/metalforge/pkg/store"
 )
@@ -70,6 +72,23 @@ func (s *service) Dhcp(ctx context.Context, req *bootpb.DhcpRequest) (*bootpb.Dh
 		return nil, s.status(ctx, err)
 	}
 	return &bootpb.DhcpResponse{MachineId: id}, nil
+}
+
+func (s *service) Lease(ctx context.Context, req *bootpb.LeaseRequest) (*bootpb.LeaseResponse, error) {
+	partitionID, mac, err := partitionMAC(ctx, req.GetPartitionId(), req.GetMac())
+	if err != nil {
+		return nil, err
+	}
+	first, err1 := netip.ParseAddr(req.GetFirst())
+	last, err2 := netip.ParseAddr(req.GetLast())
+	if err1 != nil || err2 != nil || !first.Is4() || !last.Is4() || last.Less(first) {
+		return nil, status.Errorf(codes.InvalidArgument, "lease range %q-%q is not two ascending IPv4 addresses", req.GetFirst(), req.GetLast())
+	}
+	ip, err := s.cfg.Machines.Lease(ctx, partitionID, mac, first, last)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &bootpb.LeaseResponse{Ip: ip.String()}, nil
 }
 
 func (s *service) Boot(ctx context.Context, req *bootpb.BootRequest) (*bootpb.BootResponse, error) {
@@ -217,7 +236,15 @@ func (s *service) AbortReinstall(ctx context.Context, req *bootpb.AbortReinstall
 }
 
 func (s *service) Event(ctx context.Context, req *bootpb.EventRequest) (*bootpb.EventResponse, error) {
-	if err := s.forMachine(ctx, req.GetMachineId()); err != nil {
+	if p, ok := auth.FromContext(ctx); ok && p.Role == auth.RoleMachine {
+		// An installed OS may only say that it came up or reboots, and only for itself.
+		if p.MachineID == "" || p.MachineID != req.GetMachineId() {
+			return nil, status.Errorf(codes.PermissionDenied, "token may not act on machine %q", req.GetMachineId())
+		}
+		if e := req.GetEvent(); e != api.EventPhonedHome && e != api.EventPlannedReboot {
+			return nil, status.Errorf(codes.PermissionDenied, "a machine token may not report %q", e)
+		}
+	} else if err := s.forMachine(ctx, req.GetMachineId()); err != nil {
 		return nil, err
 	}
 	if req.GetEvent() == "" {

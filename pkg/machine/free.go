@@ -185,12 +185,24 @@ func (s *Service) queue(ctx context.Context, tx store.Tx, m *api.Machine, comman
 	return tx.BMCCommands().Create(ctx, &api.BMCCommand{Meta: api.Meta{ID: id.New()}, MachineID: m.ID, PartitionID: m.PartitionID, Command: command})
 }
 
-// PendingCommands lists the BMC commands not yet done in a partition, oldest first.
+// PendingCommands lists the BMC commands not yet done in a partition, oldest first, each with the
+// BMC address and credentials of its machine (for the BMC agent only).
 func (s *Service) PendingCommands(ctx context.Context, partitionID string) ([]*api.BMCCommand, error) {
 	var out []*api.BMCCommand
 	err := s.store.Read(ctx, func(tx store.Tx) error {
 		var err error
 		out, _, err = tx.BMCCommands().List(ctx, store.Query{Partition: partitionID, Key2: store.CommandPending})
+		for _, c := range out {
+			m, err := tx.Machines().Get(ctx, c.MachineID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			bmc := m.BMC
+			c.BMC = &bmc
+		}
 		return err
 	})
 	slices.SortStableFunc(out, func(a, b *api.BMCCommand) int { return a.Created.Compare(b.Created) })

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -163,6 +164,44 @@ func (s *Service) Dhcp(ctx context.Context, partitionID, mac string) (string, er
 		return s.appendEvent(ctx, tx, m, api.EventRequest{Event: api.EventPXEBooting})
 	})
 	return machineID, err
+}
+
+// Lease returns the PXE address of mac in [first, last]: the one it already holds, else the lowest
+// free one. The range is a pool in the store, so concurrent boot-servers agree.
+func (s *Service) Lease(ctx context.Context, partitionID, mac string, first, last netip.Addr) (netip.Addr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return netip.Addr{}, apierror.Invalid("mac %q: %v", mac, err)
+	}
+	if !first.Is4() || !last.Is4() || last.Less(first) {
+		return netip.Addr{}, apierror.Invalid("lease range %s-%s is not two ascending IPv4 addresses", first, last)
+	}
+	pool := "lease/" + partitionID
+	lo, hi := uint64(ipv4(first)), uint64(ipv4(last))
+	var ip uint64
+	err = s.store.Write(ctx, func(tx store.Tx) error {
+		held, err := tx.Held(ctx, pool, hw.String())
+		if err != nil {
+			return err
+		}
+		for _, v := range held {
+			if v >= lo && v <= hi {
+				ip = v
+				return nil
+			}
+		}
+		ip, err = tx.Acquire(ctx, pool, lo, hi, 0, hw.String())
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("lease for %s: %w", hw, err)
+	}
+	return netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), nil
+}
+
+func ipv4(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // BootDecision says what a MAC boots: the hammer for unknown, free, reinstalling or not yet

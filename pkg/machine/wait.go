@@ -8,6 +8,7 @@ import (
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/apierror"
+	"github.com/metalforge/metalforge/pkg/auth"
 	"github.com/metalforge/metalforge/pkg/lifecycle"
 	"github.com/metalforge/metalforge/pkg/store"
 )
@@ -48,22 +49,30 @@ func (s *Service) Wait(ctx context.Context, machineID string) (*api.InstallSpec,
 	defer tick.Stop()
 	for {
 		spec, err := s.pickUp(ctx, machineID)
+		if err != nil && ctx.Err() != nil {
+			s.stopWaiting(machineID) // the hammer went away while we looked
+			return nil, ctx.Err()
+		}
 		if err != nil || spec != nil {
 			return spec, err
 		}
-		select {
-		case <-ctx.Done():
-			s.stopWaiting(machineID)
-			return nil, ctx.Err()
-		case c, ok := <-changes:
-			if !ok {
+	next: // until this machine changed, changes may have been missed, or the recheck is due
+		for {
+			select {
+			case <-ctx.Done():
 				s.stopWaiting(machineID)
 				return nil, ctx.Err()
+			case c, ok := <-changes:
+				if !ok {
+					s.stopWaiting(machineID)
+					return nil, ctx.Err()
+				}
+				if c.Kind == "" || c.Kind == store.KindMachine && c.ID == machineID {
+					break next
+				}
+			case <-tick.C:
+				break next
 			}
-			if c.Kind != "" && (c.Kind != store.KindMachine || c.ID != machineID) {
-				continue
-			}
-		case <-tick.C:
 		}
 	}
 }
@@ -83,7 +92,10 @@ func (s *Service) pickUp(ctx context.Context, machineID string) (*api.InstallSpe
 				return err
 			}
 		}
-		spec, err = installSpec(ctx, tx, m)
+		if spec, err = installSpec(ctx, tx, m); err != nil {
+			return err
+		}
+		spec.PhoneHomeToken, err = phoneHomeToken(ctx, tx, m)
 		return err
 	})
 	if err != nil {
@@ -106,6 +118,17 @@ func (s *Service) stopWaiting(machineID string) {
 	if err != nil {
 		s.log.Warn("clear waiting flag failed", "machine", machineID, "err", err)
 	}
+}
+
+// phoneHomeToken issues the machine's token for its installed OS, replacing the previous one.
+func phoneHomeToken(ctx context.Context, tx store.Tx, m *api.Machine) (string, error) {
+	tokID := "machine-" + m.ID
+	if err := tx.Tokens().Delete(ctx, tokID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	secret, _, err := auth.Issue(ctx, tx, api.Token{Meta: api.Meta{ID: tokID, Name: "phone home of " + m.ID},
+		Role: auth.RoleMachine, PartitionID: m.PartitionID, MachineID: m.ID})
+	return secret, err
 }
 
 func installSpec(ctx context.Context, tx store.Tx, m *api.Machine) (*api.InstallSpec, error) {

@@ -160,8 +160,8 @@ func allowed(a access, p auth.Principal) error {
 			return fmt.Errorf("admin or service role required: %w", apierror.ErrForbidden)
 		}
 	case user:
-		if p.Role == auth.RoleBoot {
-			return fmt.Errorf("a boot token is only for the boot service: %w", apierror.ErrForbidden)
+		if p.Role == auth.RoleBoot || p.Role == auth.RoleMachine {
+			return fmt.Errorf("a %s token is only for the boot service: %w", p.Role, apierror.ErrForbidden)
 		}
 	}
 	return nil

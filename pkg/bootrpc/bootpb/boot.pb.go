@@ -128,6 +128,119 @@ func (x *DhcpResponse) GetMachineId() string {
 	return ""
 }
 
+type LeaseRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PartitionId string                 `protobuf:"bytes,1,opt,name=partition_id,json=partitionId,proto3" json:"partition_id,omitempty"`
+	Mac         string                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	// first and last bound the dynamic range (IPv4 addresses, inclusive).
+	First         string `protobuf:"bytes,3,opt,name=first,proto3" json:"first,omitempty"`
+	Last          string `protobuf:"bytes,4,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_boot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_boot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_boot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LeaseRequest) GetPartitionId() string {
+	if x != nil {
+		return x.PartitionId
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetFirst() string {
+	if x != nil {
+		return x.First
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetLast() string {
+	if x != nil {
+		return x.Last
+	}
+	return ""
+}
+
+type LeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_boot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_boot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_boot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LeaseResponse) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
 type BootRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PartitionId   string                 `protobuf:"bytes,1,opt,name=partition_id,json=partitionId,proto3" json:"partition_id,omitempty"`
@@ -138,7 +251,7 @@ type BootRequest struct {
 
 func (x *BootRequest) Reset() {
 	*x = BootRequest{}
-	mi := &file_boot_proto_msgTypes[2]
+	mi := &file_boot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +263,7 @@ func (x *BootRequest) String() string {
 func (*BootRequest) ProtoMessage() {}
 
 func (x *BootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[2]
+	mi := &file_boot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +276,7 @@ func (x *BootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootRequest.ProtoReflect.Descriptor instead.
 func (*BootRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{2}
+	return file_boot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BootRequest) GetPartitionId() string {
@@ -196,7 +309,7 @@ type BootResponse struct {
 
 func (x *BootResponse) Reset() {
 	*x = BootResponse{}
-	mi := &file_boot_proto_msgTypes[3]
+	mi := &file_boot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +321,7 @@ func (x *BootResponse) String() string {
 func (*BootResponse) ProtoMessage() {}
 
 func (x *BootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[3]
+	mi := &file_boot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +334,7 @@ func (x *BootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootResponse.ProtoReflect.Descriptor instead.
 func (*BootResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{3}
+	return file_boot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BootResponse) GetMachineId() string {
@@ -270,7 +383,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_boot_proto_msgTypes[4]
+	mi := &file_boot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +395,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[4]
+	mi := &file_boot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +408,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{4}
+	return file_boot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterRequest) GetMachineJson() []byte {
@@ -316,7 +429,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_boot_proto_msgTypes[5]
+	mi := &file_boot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +441,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[5]
+	mi := &file_boot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +454,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{5}
+	return file_boot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterResponse) GetMachineId() string {
@@ -374,7 +487,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_boot_proto_msgTypes[6]
+	mi := &file_boot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +499,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[6]
+	mi := &file_boot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +512,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{6}
+	return file_boot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WaitRequest) GetMachineId() string {
@@ -421,7 +534,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_boot_proto_msgTypes[7]
+	mi := &file_boot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +546,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[7]
+	mi := &file_boot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +559,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{7}
+	return file_boot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WaitResponse) GetKeepalive() bool {
@@ -474,7 +587,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_boot_proto_msgTypes[8]
+	mi := &file_boot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +599,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[8]
+	mi := &file_boot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +612,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{8}
+	return file_boot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportRequest) GetMachineId() string {
@@ -524,7 +637,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_boot_proto_msgTypes[9]
+	mi := &file_boot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +649,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[9]
+	mi := &file_boot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +662,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{9}
+	return file_boot_proto_rawDescGZIP(), []int{11}
 }
 
 type ReportWipeRequest struct {
@@ -563,7 +676,7 @@ type ReportWipeRequest struct {
 
 func (x *ReportWipeRequest) Reset() {
 	*x = ReportWipeRequest{}
-	mi := &file_boot_proto_msgTypes[10]
+	mi := &file_boot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +688,7 @@ func (x *ReportWipeRequest) String() string {
 func (*ReportWipeRequest) ProtoMessage() {}
 
 func (x *ReportWipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[10]
+	mi := &file_boot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +701,7 @@ func (x *ReportWipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWipeRequest.ProtoReflect.Descriptor instead.
 func (*ReportWipeRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{10}
+	return file_boot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportWipeRequest) GetMachineId() string {
@@ -613,7 +726,7 @@ type ReportWipeResponse struct {
 
 func (x *ReportWipeResponse) Reset() {
 	*x = ReportWipeResponse{}
-	mi := &file_boot_proto_msgTypes[11]
+	mi := &file_boot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +738,7 @@ func (x *ReportWipeResponse) String() string {
 func (*ReportWipeResponse) ProtoMessage() {}
 
 func (x *ReportWipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[11]
+	mi := &file_boot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +751,7 @@ func (x *ReportWipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportWipeResponse.ProtoReflect.Descriptor instead.
 func (*ReportWipeResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{11}
+	return file_boot_proto_rawDescGZIP(), []int{13}
 }
 
 type AbortReinstallRequest struct {
@@ -652,7 +765,7 @@ type AbortReinstallRequest struct {
 
 func (x *AbortReinstallRequest) Reset() {
 	*x = AbortReinstallRequest{}
-	mi := &file_boot_proto_msgTypes[12]
+	mi := &file_boot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +777,7 @@ func (x *AbortReinstallRequest) String() string {
 func (*AbortReinstallRequest) ProtoMessage() {}
 
 func (x *AbortReinstallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[12]
+	mi := &file_boot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +790,7 @@ func (x *AbortReinstallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortReinstallRequest.ProtoReflect.Descriptor instead.
 func (*AbortReinstallRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{12}
+	return file_boot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AbortReinstallRequest) GetMachineId() string {
@@ -704,7 +817,7 @@ type AbortReinstallResponse struct {
 
 func (x *AbortReinstallResponse) Reset() {
 	*x = AbortReinstallResponse{}
-	mi := &file_boot_proto_msgTypes[13]
+	mi := &file_boot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +829,7 @@ func (x *AbortReinstallResponse) String() string {
 func (*AbortReinstallResponse) ProtoMessage() {}
 
 func (x *AbortReinstallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[13]
+	mi := &file_boot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +842,7 @@ func (x *AbortReinstallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortReinstallResponse.ProtoReflect.Descriptor instead.
 func (*AbortReinstallResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{13}
+	return file_boot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AbortReinstallResponse) GetBootInfoJson() []byte {
@@ -751,7 +864,7 @@ type EventRequest struct {
 
 func (x *EventRequest) Reset() {
 	*x = EventRequest{}
-	mi := &file_boot_proto_msgTypes[14]
+	mi := &file_boot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +876,7 @@ func (x *EventRequest) String() string {
 func (*EventRequest) ProtoMessage() {}
 
 func (x *EventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[14]
+	mi := &file_boot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +889,7 @@ func (x *EventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventRequest.ProtoReflect.Descriptor instead.
 func (*EventRequest) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{14}
+	return file_boot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EventRequest) GetMachineId() string {
@@ -808,7 +921,7 @@ type EventResponse struct {
 
 func (x *EventResponse) Reset() {
 	*x = EventResponse{}
-	mi := &file_boot_proto_msgTypes[15]
+	mi := &file_boot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +933,7 @@ func (x *EventResponse) String() string {
 func (*EventResponse) ProtoMessage() {}
 
 func (x *EventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_boot_proto_msgTypes[15]
+	mi := &file_boot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +946,7 @@ func (x *EventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventResponse.ProtoReflect.Descriptor instead.
 func (*EventResponse) Descriptor() ([]byte, []int) {
-	return file_boot_proto_rawDescGZIP(), []int{15}
+	return file_boot_proto_rawDescGZIP(), []int{17}
 }
 
 var File_boot_proto protoreflect.FileDescriptor
@@ -847,7 +960,14 @@ const file_boot_proto_rawDesc = "" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\"-\n" +
 	"\fDhcpResponse\x12\x1d\n" +
 	"\n" +
-	"machine_id\x18\x01 \x01(\tR\tmachineId\"B\n" +
+	"machine_id\x18\x01 \x01(\tR\tmachineId\"m\n" +
+	"\fLeaseRequest\x12!\n" +
+	"\fpartition_id\x18\x01 \x01(\tR\vpartitionId\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05first\x18\x03 \x01(\tR\x05first\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\tR\x04last\"\x1f\n" +
+	"\rLeaseResponse\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\"B\n" +
 	"\vBootRequest\x12!\n" +
 	"\fpartition_id\x18\x01 \x01(\tR\vpartitionId\x12\x10\n" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\"\x8f\x01\n" +
@@ -892,9 +1012,10 @@ const file_boot_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"\x0f\n" +
-	"\rEventResponse2\xa5\x05\n" +
+	"\rEventResponse2\xf3\x05\n" +
 	"\x04Boot\x12I\n" +
-	"\x04Dhcp\x12\x1f.metalforge.boot.v1.DhcpRequest\x1a .metalforge.boot.v1.DhcpResponse\x12I\n" +
+	"\x04Dhcp\x12\x1f.metalforge.boot.v1.DhcpRequest\x1a .metalforge.boot.v1.DhcpResponse\x12L\n" +
+	"\x05Lease\x12 .metalforge.boot.v1.LeaseRequest\x1a!.metalforge.boot.v1.LeaseResponse\x12I\n" +
 	"\x04Boot\x12\x1f.metalforge.boot.v1.BootRequest\x1a .metalforge.boot.v1.BootResponse\x12U\n" +
 	"\bRegister\x12#.metalforge.boot.v1.RegisterRequest\x1a$.metalforge.boot.v1.RegisterResponse\x12K\n" +
 	"\x04Wait\x12\x1f.metalforge.boot.v1.WaitRequest\x1a .metalforge.boot.v1.WaitResponse0\x01\x12O\n" +
@@ -916,44 +1037,48 @@ func file_boot_proto_rawDescGZIP() []byte {
 	return file_boot_proto_rawDescData
 }
 
-var file_boot_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_boot_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_boot_proto_goTypes = []any{
 	(*DhcpRequest)(nil),            // 0: metalforge.boot.v1.DhcpRequest
 	(*DhcpResponse)(nil),           // 1: metalforge.boot.v1.DhcpResponse
-	(*BootRequest)(nil),            // 2: metalforge.boot.v1.BootRequest
-	(*BootResponse)(nil),           // 3: metalforge.boot.v1.BootResponse
-	(*RegisterRequest)(nil),        // 4: metalforge.boot.v1.RegisterRequest
-	(*RegisterResponse)(nil),       // 5: metalforge.boot.v1.RegisterResponse
-	(*WaitRequest)(nil),            // 6: metalforge.boot.v1.WaitRequest
-	(*WaitResponse)(nil),           // 7: metalforge.boot.v1.WaitResponse
-	(*ReportRequest)(nil),          // 8: metalforge.boot.v1.ReportRequest
-	(*ReportResponse)(nil),         // 9: metalforge.boot.v1.ReportResponse
-	(*ReportWipeRequest)(nil),      // 10: metalforge.boot.v1.ReportWipeRequest
-	(*ReportWipeResponse)(nil),     // 11: metalforge.boot.v1.ReportWipeResponse
-	(*AbortReinstallRequest)(nil),  // 12: metalforge.boot.v1.AbortReinstallRequest
-	(*AbortReinstallResponse)(nil), // 13: metalforge.boot.v1.AbortReinstallResponse
-	(*EventRequest)(nil),           // 14: metalforge.boot.v1.EventRequest
-	(*EventResponse)(nil),          // 15: metalforge.boot.v1.EventResponse
+	(*LeaseRequest)(nil),           // 2: metalforge.boot.v1.LeaseRequest
+	(*LeaseResponse)(nil),          // 3: metalforge.boot.v1.LeaseResponse
+	(*BootRequest)(nil),            // 4: metalforge.boot.v1.BootRequest
+	(*BootResponse)(nil),           // 5: metalforge.boot.v1.BootResponse
+	(*RegisterRequest)(nil),        // 6: metalforge.boot.v1.RegisterRequest
+	(*RegisterResponse)(nil),       // 7: metalforge.boot.v1.RegisterResponse
+	(*WaitRequest)(nil),            // 8: metalforge.boot.v1.WaitRequest
+	(*WaitResponse)(nil),           // 9: metalforge.boot.v1.WaitResponse
+	(*ReportRequest)(nil),          // 10: metalforge.boot.v1.ReportRequest
+	(*ReportResponse)(nil),         // 11: metalforge.boot.v1.ReportResponse
+	(*ReportWipeRequest)(nil),      // 12: metalforge.boot.v1.ReportWipeRequest
+	(*ReportWipeResponse)(nil),     // 13: metalforge.boot.v1.ReportWipeResponse
+	(*AbortReinstallRequest)(nil),  // 14: metalforge.boot.v1.AbortReinstallRequest
+	(*AbortReinstallResponse)(nil), // 15: metalforge.boot.v1.AbortReinstallResponse
+	(*EventRequest)(nil),           // 16: metalforge.boot.v1.EventRequest
+	(*EventResponse)(nil),          // 17: metalforge.boot.v1.EventResponse
 }
 var file_boot_proto_depIdxs = []int32{
 	0,  // 0: metalforge.boot.v1.Boot.Dhcp:input_type -> metalforge.boot.v1.DhcpRequest
-	2,  // 1: metalforge.boot.v1.Boot.Boot:input_type -> metalforge.boot.v1.BootRequest
-	4,  // 2: metalforge.boot.v1.Boot.Register:input_type -> metalforge.boot.v1.RegisterRequest
-	6,  // 3: metalforge.boot.v1.Boot.Wait:input_type -> metalforge.boot.v1.WaitRequest
-	8,  // 4: metalforge.boot.v1.Boot.Report:input_type -> metalforge.boot.v1.ReportRequest
-	10, // 5: metalforge.boot.v1.Boot.ReportWipe:input_type -> metalforge.boot.v1.ReportWipeRequest
-	12, // 6: metalforge.boot.v1.Boot.AbortReinstall:input_type -> metalforge.boot.v1.AbortReinstallRequest
-	14, // 7: metalforge.boot.v1.Boot.Event:input_type -> metalforge.boot.v1.EventRequest
-	1,  // 8: metalforge.boot.v1.Boot.Dhcp:output_type -> metalforge.boot.v1.DhcpResponse
-	3,  // 9: metalforge.boot.v1.Boot.Boot:output_type -> metalforge.boot.v1.BootResponse
-	5,  // 10: metalforge.boot.v1.Boot.Register:output_type -> metalforge.boot.v1.RegisterResponse
-	7,  // 11: metalforge.boot.v1.Boot.Wait:output_type -> metalforge.boot.v1.WaitResponse
-	9,  // 12: metalforge.boot.v1.Boot.Report:output_type -> metalforge.boot.v1.ReportResponse
-	11, // 13: metalforge.boot.v1.Boot.ReportWipe:output_type -> metalforge.boot.v1.ReportWipeResponse
-	13, // 14: metalforge.boot.v1.Boot.AbortReinstall:output_type -> metalforge.boot.v1.AbortReinstallResponse
-	15, // 15: metalforge.boot.v1.Boot.Event:output_type -> metalforge.boot.v1.EventResponse
-	8,  // [8:16] is the sub-list for method output_type
-	0,  // [0:8] is the sub-list for method input_type
+	2,  // 1: metalforge.boot.v1.Boot.Lease:input_type -> metalforge.boot.v1.LeaseRequest
+	4,  // 2: metalforge.boot.v1.Boot.Boot:input_type -> metalforge.boot.v1.BootRequest
+	6,  // 3: metalforge.boot.v1.Boot.Register:input_type -> metalforge.boot.v1.RegisterRequest
+	8,  // 4: metalforge.boot.v1.Boot.Wait:input_type -> metalforge.boot.v1.WaitRequest
+	10, // 5: metalforge.boot.v1.Boot.Report:input_type -> metalforge.boot.v1.ReportRequest
+	12, // 6: metalforge.boot.v1.Boot.ReportWipe:input_type -> metalforge.boot.v1.ReportWipeRequest
+	14, // 7: metalforge.boot.v1.Boot.AbortReinstall:input_type -> metalforge.boot.v1.AbortReinstallRequest
+	16, // 8: metalforge.boot.v1.Boot.Event:input_type -> metalforge.boot.v1.EventRequest
+	1,  // 9: metalforge.boot.v1.Boot.Dhcp:output_type -> metalforge.boot.v1.DhcpResponse
+	3,  // 10: metalforge.boot.v1.Boot.Lease:output_type -> metalforge.boot.v1.LeaseResponse
+	5,  // 11: metalforge.boot.v1.Boot.Boot:output_type -> metalforge.boot.v1.BootResponse
+	7,  // 12: metalforge.boot.v1.Boot.Register:output_type -> metalforge.boot.v1.RegisterResponse
+	9,  // 13: metalforge.boot.v1.Boot.Wait:output_type -> metalforge.boot.v1.WaitResponse
+	11, // 14: metalforge.boot.v1.Boot.Report:output_type -> metalforge.boot.v1.ReportResponse
+	13, // 15: metalforge.boot.v1.Boot.ReportWipe:output_type -> metalforge.boot.v1.ReportWipeResponse
+	15, // 16: metalforge.boot.v1.Boot.AbortReinstall:output_type -> metalforge.boot.v1.AbortReinstallResponse
+	17, // 17: metalforge.boot.v1.Boot.Event:output_type -> metalforge.boot.v1.EventResponse
+	9,  // [9:18] is the sub-list for method output_type
+	0,  // [0:9] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -970,7 +1095,7 @@ func file_boot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_boot_proto_rawDesc), len(file_boot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

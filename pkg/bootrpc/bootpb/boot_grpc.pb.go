@@ -30,6 +30,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Boot_Dhcp_FullMethodName           = "/metalforge.boot.v1.Boot/Dhcp"
+	Boot_Lease_FullMethodName          = "/metalforge.boot.v1.Boot/Lease"
 	Boot_Boot_FullMethodName           = "/metalforge.boot.v1.Boot/Boot"
 	Boot_Register_FullMethodName       = "/metalforge.boot.v1.Boot/Register"
 	Boot_Wait_FullMethodName           = "/metalforge.boot.v1.Boot/Wait"
@@ -47,6 +48,10 @@ const (
 type BootClient interface {
 	// Dhcp records a "PXE Booting" event for the machine owning a known MAC.
 	Dhcp(ctx context.Context, in *DhcpRequest, opts ...grpc.CallOption) (*DhcpResponse, error)
+	// Lease returns the DHCP address of a MAC in the range [first, last] of the partition's PXE
+	// network, taking a free one on first contact. Leases live in metal-api, so several stateless
+	// boot-servers on one network hand out the same answer.
+	Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
 	// Boot returns what the machine owning a MAC should boot (an api.BootDecision).
 	Boot(ctx context.Context, in *BootRequest, opts ...grpc.CallOption) (*BootResponse, error)
 	// Register stores the hammer's inventory and matches the machine's size.
@@ -77,6 +82,16 @@ func (c *bootClient) Dhcp(ctx context.Context, in *DhcpRequest, opts ...grpc.Cal
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DhcpResponse)
 	err := c.cc.Invoke(ctx, Boot_Dhcp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bootClient) Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseResponse)
+	err := c.cc.Invoke(ctx, Boot_Lease_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +185,10 @@ func (c *bootClient) Event(ctx context.Context, in *EventRequest, opts ...grpc.C
 type BootServer interface {
 	// Dhcp records a "PXE Booting" event for the machine owning a known MAC.
 	Dhcp(context.Context, *DhcpRequest) (*DhcpResponse, error)
+	// Lease returns the DHCP address of a MAC in the range [first, last] of the partition's PXE
+	// network, taking a free one on first contact. Leases live in metal-api, so several stateless
+	// boot-servers on one network hand out the same answer.
+	Lease(context.Context, *LeaseRequest) (*LeaseResponse, error)
 	// Boot returns what the machine owning a MAC should boot (an api.BootDecision).
 	Boot(context.Context, *BootRequest) (*BootResponse, error)
 	// Register stores the hammer's inventory and matches the machine's size.
@@ -198,6 +217,9 @@ type UnimplementedBootServer struct{}
 
 func (UnimplementedBootServer) Dhcp(context.Context, *DhcpRequest) (*DhcpResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Dhcp not implemented")
+}
+func (UnimplementedBootServer) Lease(context.Context, *LeaseRequest) (*LeaseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Lease not implemented")
 }
 func (UnimplementedBootServer) Boot(context.Context, *BootRequest) (*BootResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Boot not implemented")
@@ -255,6 +277,24 @@ func _Boot_Dhcp_Handler(srv interface{}, ctx context.Context, dec func(interface
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BootServer).Dhcp(ctx, req.(*DhcpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Boot_Lease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BootServer).Lease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Boot_Lease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BootServer).Lease(ctx, req.(*LeaseRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -388,6 +428,10 @@ var Boot_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Dhcp",
 			Handler:    _Boot_Dhcp_Handler,
+		},
+		{
+			MethodName: "Lease",
+			Handler:    _Boot_Lease_Handler,
 		},
 		{
 			MethodName: "Boot",

@@ -6,6 +6,7 @@ package bootrpctest
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ type Machines struct {
 	fail     map[string]error
 	waiters  map[string]int
 	changed  chan struct{} // closed and replaced on every change
+	leases   map[string]netip.Addr
 }
 
 // NewMachines returns an empty fake.
@@ -185,6 +187,33 @@ func (f *Machines) Dhcp(_ context.Context, partitionID, mac string) (string, err
 	f.events[m.ID] = append(f.events[m.ID], api.EventRequest{Event: api.EventPXEBooting})
 	f.notifyLocked()
 	return m.ID, nil
+}
+
+// Lease implements bootrpc.Machines: a stable address per MAC, handed out in order.
+func (f *Machines) Lease(_ context.Context, partitionID, mac string, first, last netip.Addr) (netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failure("Lease"); err != nil {
+		return netip.Addr{}, err
+	}
+	if f.leases == nil {
+		f.leases = map[string]netip.Addr{}
+	}
+	key := partitionID + "/" + mac
+	if ip, ok := f.leases[key]; ok {
+		return ip, nil
+	}
+	taken := map[netip.Addr]bool{}
+	for _, ip := range f.leases {
+		taken[ip] = true
+	}
+	for ip := first; ip.IsValid() && !last.Less(ip); ip = ip.Next() {
+		if !taken[ip] {
+			f.leases[key] = ip
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("lease range %s-%s: %w", first, last, store.ErrExhausted)
 }
 
 // BootDecision implements bootrpc.Machines: allocated machines with boot info boot their disk,
