@@ -142,7 +142,8 @@ func (s *service) Register(ctx context.Context, req *bootpb.RegisterRequest) (*b
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &bootpb.RegisterResponse{MachineId: got.ID, SizeId: got.SizeID, PartitionId: got.PartitionID}, nil
+	return &bootpb.RegisterResponse{MachineId: got.ID, SizeId: got.SizeID, PartitionId: got.PartitionID,
+		Allocated: got.Allocation != nil, Reinstall: got.Allocation != nil && got.Allocation.Reinstall}, nil
 }
 
 func (s *service) Wait(req *bootpb.WaitRequest, stream grpc.ServerStreamingServer[bootpb.WaitResponse]) error {

@@ -419,10 +419,15 @@ func (x *RegisterRequest) GetMachineJson() []byte {
 }
 
 type RegisterResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MachineId     string                 `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
-	SizeId        string                 `protobuf:"bytes,2,opt,name=size_id,json=sizeId,proto3" json:"size_id,omitempty"`
-	PartitionId   string                 `protobuf:"bytes,3,opt,name=partition_id,json=partitionId,proto3" json:"partition_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MachineId   string                 `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	SizeId      string                 `protobuf:"bytes,2,opt,name=size_id,json=sizeId,proto3" json:"size_id,omitempty"`
+	PartitionId string                 `protobuf:"bytes,3,opt,name=partition_id,json=partitionId,proto3" json:"partition_id,omitempty"`
+	// allocated is true when the machine has an allocation; the hammer then skips wiping the disks
+	// and Wait returns the install spec at once.
+	Allocated bool `protobuf:"varint,4,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	// reinstall is true when the allocation asks for a reinstall: only the primary disk is wiped.
+	Reinstall     bool `protobuf:"varint,5,opt,name=reinstall,proto3" json:"reinstall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +481,20 @@ func (x *RegisterResponse) GetPartitionId() string {
 		return x.PartitionId
 	}
 	return ""
+}
+
+func (x *RegisterResponse) GetAllocated() bool {
+	if x != nil {
+		return x.Allocated
+	}
+	return false
+}
+
+func (x *RegisterResponse) GetReinstall() bool {
+	if x != nil {
+		return x.Reinstall
+	}
+	return false
 }
 
 type WaitRequest struct {
@@ -979,12 +998,14 @@ const file_boot_proto_rawDesc = "" +
 	"\x06initrd\x18\x04 \x01(\tR\x06initrd\x12\x18\n" +
 	"\acmdline\x18\x05 \x01(\tR\acmdline\"4\n" +
 	"\x0fRegisterRequest\x12!\n" +
-	"\fmachine_json\x18\x01 \x01(\fR\vmachineJson\"m\n" +
+	"\fmachine_json\x18\x01 \x01(\fR\vmachineJson\"\xa9\x01\n" +
 	"\x10RegisterResponse\x12\x1d\n" +
 	"\n" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\x12\x17\n" +
 	"\asize_id\x18\x02 \x01(\tR\x06sizeId\x12!\n" +
-	"\fpartition_id\x18\x03 \x01(\tR\vpartitionId\",\n" +
+	"\fpartition_id\x18\x03 \x01(\tR\vpartitionId\x12\x1c\n" +
+	"\tallocated\x18\x04 \x01(\bR\tallocated\x12\x1c\n" +
+	"\treinstall\x18\x05 \x01(\bR\treinstall\",\n" +
 	"\vWaitRequest\x12\x1d\n" +
 	"\n" +
 	"machine_id\x18\x01 \x01(\tR\tmachineId\"X\n" +
