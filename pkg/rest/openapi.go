@@ -194,7 +194,13 @@ func (g *specGen) fields(t reflect.Type, props map[string]any) {
 		if name == "" {
 			name = f.Name
 		}
-		props[name] = g.schema(f.Type)
+		s := g.schema(f.Type)
+		if f.Type.Kind() == reflect.Pointer && s["$ref"] == nil {
+			// Optional scalars (*time.Time, *int, *bool, *string): generated clients must be able to
+			// leave them out and to send their zero value, so they are pointers there too.
+			s["x-nullable"] = true
+		}
+		props[name] = s
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package rest is metal-api's REST interface under /v1: one route table drives the HTTP mux and the
-// OpenAPI 2.0 spec (served at /v1/openapi.json and committed as api/openapi.json), bearer-token
+// OpenAPI 2.0 spec (served at /v1/openapi.json and committed as pkg/client/openapi.json), bearer-token
 // authentication, tenant scoping, JSON decoding that rejects unknown fields, errors as
 // {code, message}, and Prometheus metrics per route.
 package rest

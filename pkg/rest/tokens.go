@@ -38,9 +38,6 @@ func (s *Server) createToken(c *call, t *api.Token) (*api.Token, error) {
 	if !auth.ValidRole(t.Role) {
 		return nil, apierror.Invalid("role %q is not admin, owner, editor, viewer, service or boot", t.Role)
 	}
-	if t.Expires != nil && t.Expires.IsZero() {
-		t.Expires = nil // clients that cannot omit a date send the zero time
-	}
 	if t.Secret != "" || t.Version != 0 {
 		return nil, apierror.Invalid("secret and version are set by the server")
 	}

@@ -145,9 +145,6 @@ func validateReservation(ctx context.Context, tx store.Tx, r, _ *api.SizeReserva
 }
 
 func validateImage(_ context.Context, _ store.Tx, img, _ *api.Image) error {
-	if img.ExpirationDate != nil && img.ExpirationDate.IsZero() {
-		img.ExpirationDate = nil // clients that cannot omit a date send the zero time
-	}
 	if err := validURL("image url", img.URL, "http", "https"); err != nil {
 		return err
 	}
