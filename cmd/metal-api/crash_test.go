@@ -156,4 +156,3 @@ func post(ctx context.Context, addr, path string, body, out any) (int, error) {
 	}
 	return resp.StatusCode, nil
 }
-

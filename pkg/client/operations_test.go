@@ -123,8 +123,8 @@ var steps = []step{
 		}
 		return r, err
 	}},
-	{"listPartition", func(f *fixture) (any, error) {
-		r, err := f.c.Partition.ListPartitionContext(f.ctx(), partition.NewListPartitionParams().WithLimit(ptr[int64](10)), nil)
+	{"listPartitions", func(f *fixture) (any, error) {
+		r, err := f.c.Partition.ListPartitionsContext(f.ctx(), partition.NewListPartitionsParams().WithLimit(ptr[int64](10)), nil)
 		if err == nil {
 			f.check(len(r.Payload.Items) == 1 && r.Payload.Items[0].ID == part && r.Payload.Next == "", "page %+v", r.Payload)
 		}
@@ -154,8 +154,8 @@ var steps = []step{
 		}
 		return r, err
 	}},
-	{"listSize", func(f *fixture) (any, error) {
-		return f.c.Size.ListSizeContext(f.ctx(), size.NewListSizeParams(), nil)
+	{"listSizes", func(f *fixture) (any, error) {
+		return f.c.Size.ListSizesContext(f.ctx(), size.NewListSizesParams(), nil)
 	}},
 	{"updateSize", func(f *fixture) (any, error) {
 		old, err := f.c.Size.GetSizeContext(f.ctx(), size.NewGetSizeParams().WithID(sizeID), nil)
@@ -173,8 +173,8 @@ var steps = []step{
 	{"getImage", func(f *fixture) (any, error) {
 		return f.c.Image.GetImageContext(f.ctx(), image.NewGetImageParams().WithID(img), nil)
 	}},
-	{"listImage", func(f *fixture) (any, error) {
-		return f.c.Image.ListImageContext(f.ctx(), image.NewListImageParams(), nil)
+	{"listImages", func(f *fixture) (any, error) {
+		return f.c.Image.ListImagesContext(f.ctx(), image.NewListImagesParams(), nil)
 	}},
 	{"updateImage", func(f *fixture) (any, error) {
 		old, err := f.c.Image.GetImageContext(f.ctx(), image.NewGetImageParams().WithID(img), nil)
@@ -184,8 +184,8 @@ var steps = []step{
 		old.Payload.Name = "Debian 12"
 		return f.c.Image.UpdateImageContext(f.ctx(), image.NewUpdateImageParams().WithID(img).WithBody(old.Payload), nil)
 	}},
-	{"createFilesystemlayout", func(f *fixture) (any, error) {
-		return f.c.Filesystemlayout.CreateFilesystemlayoutContext(f.ctx(), filesystemlayout.NewCreateFilesystemlayoutParams().
+	{"createFilesystemLayout", func(f *fixture) (any, error) {
+		return f.c.Filesystemlayout.CreateFilesystemLayoutContext(f.ctx(), filesystemlayout.NewCreateFilesystemLayoutParams().
 			WithBody(&wire.FilesystemLayout{ID: layout,
 				Constraints: &wire.LayoutConstraints{Sizes: []string{sizeID}, Images: map[string]string{"debian": "*"}},
 				Disks: []*wire.Disk{{Device: "/dev/vda", Partitions: []*wire.DiskPartition{
@@ -193,19 +193,19 @@ var steps = []step{
 				Filesystems: []*wire.Filesystem{{Device: "/dev/vda1", Format: "vfat", Path: "/boot/efi"},
 					{Device: "/dev/vda2", Format: "ext4", Path: "/"}}}), nil)
 	}},
-	{"getFilesystemlayout", func(f *fixture) (any, error) {
-		return f.c.Filesystemlayout.GetFilesystemlayoutContext(f.ctx(), filesystemlayout.NewGetFilesystemlayoutParams().WithID(layout), nil)
+	{"getFilesystemLayout", func(f *fixture) (any, error) {
+		return f.c.Filesystemlayout.GetFilesystemLayoutContext(f.ctx(), filesystemlayout.NewGetFilesystemLayoutParams().WithID(layout), nil)
 	}},
-	{"listFilesystemlayout", func(f *fixture) (any, error) {
-		return f.c.Filesystemlayout.ListFilesystemlayoutContext(f.ctx(), filesystemlayout.NewListFilesystemlayoutParams(), nil)
+	{"listFilesystemLayouts", func(f *fixture) (any, error) {
+		return f.c.Filesystemlayout.ListFilesystemLayoutsContext(f.ctx(), filesystemlayout.NewListFilesystemLayoutsParams(), nil)
 	}},
-	{"updateFilesystemlayout", func(f *fixture) (any, error) {
-		old, err := f.c.Filesystemlayout.GetFilesystemlayoutContext(f.ctx(), filesystemlayout.NewGetFilesystemlayoutParams().WithID(layout), nil)
+	{"updateFilesystemLayout", func(f *fixture) (any, error) {
+		old, err := f.c.Filesystemlayout.GetFilesystemLayoutContext(f.ctx(), filesystemlayout.NewGetFilesystemLayoutParams().WithID(layout), nil)
 		if err != nil {
 			return nil, err
 		}
 		old.Payload.Disks[0].WipeOnReinstall = true
-		return f.c.Filesystemlayout.UpdateFilesystemlayoutContext(f.ctx(), filesystemlayout.NewUpdateFilesystemlayoutParams().
+		return f.c.Filesystemlayout.UpdateFilesystemLayoutContext(f.ctx(), filesystemlayout.NewUpdateFilesystemLayoutParams().
 			WithID(layout).WithBody(old.Payload), nil)
 	}},
 
@@ -221,8 +221,8 @@ var steps = []step{
 	{"getProject", func(f *fixture) (any, error) {
 		return f.c.Project.GetProjectContext(f.ctx(), project.NewGetProjectParams().WithID(f.project), nil)
 	}},
-	{"listProject", func(f *fixture) (any, error) {
-		return f.c.Project.ListProjectContext(f.ctx(), project.NewListProjectParams(), nil)
+	{"listProjects", func(f *fixture) (any, error) {
+		return f.c.Project.ListProjectsContext(f.ctx(), project.NewListProjectsParams(), nil)
 	}},
 	{"updateProject", func(f *fixture) (any, error) {
 		old, err := f.c.Project.GetProjectContext(f.ctx(), project.NewGetProjectParams().WithID(f.project), nil)
@@ -232,27 +232,27 @@ var steps = []step{
 		old.Payload.Labels = map[string]string{"env": "test"}
 		return f.c.Project.UpdateProjectContext(f.ctx(), project.NewUpdateProjectParams().WithID(f.project).WithBody(old.Payload), nil)
 	}},
-	{"createSizereservation", func(f *fixture) (any, error) {
-		r, err := f.c.Sizereservation.CreateSizereservationContext(f.ctx(), sizereservation.NewCreateSizereservationParams().
+	{"createSizeReservation", func(f *fixture) (any, error) {
+		r, err := f.c.Sizereservation.CreateSizeReservationContext(f.ctx(), sizereservation.NewCreateSizeReservationParams().
 			WithBody(&wire.SizeReservation{SizeID: sizeID, Amount: 1, ProjectID: f.project, PartitionIDs: []string{part}}), nil)
 		if err == nil {
 			f.reservation = r.Payload.ID
 		}
 		return r, err
 	}},
-	{"getSizereservation", func(f *fixture) (any, error) {
-		return f.c.Sizereservation.GetSizereservationContext(f.ctx(), sizereservation.NewGetSizereservationParams().WithID(f.reservation), nil)
+	{"getSizeReservation", func(f *fixture) (any, error) {
+		return f.c.Sizereservation.GetSizeReservationContext(f.ctx(), sizereservation.NewGetSizeReservationParams().WithID(f.reservation), nil)
 	}},
-	{"listSizereservation", func(f *fixture) (any, error) {
-		return f.c.Sizereservation.ListSizereservationContext(f.ctx(), sizereservation.NewListSizereservationParams(), nil)
+	{"listSizeReservations", func(f *fixture) (any, error) {
+		return f.c.Sizereservation.ListSizeReservationsContext(f.ctx(), sizereservation.NewListSizeReservationsParams(), nil)
 	}},
-	{"updateSizereservation", func(f *fixture) (any, error) {
-		old, err := f.c.Sizereservation.GetSizereservationContext(f.ctx(), sizereservation.NewGetSizereservationParams().WithID(f.reservation), nil)
+	{"updateSizeReservation", func(f *fixture) (any, error) {
+		old, err := f.c.Sizereservation.GetSizeReservationContext(f.ctx(), sizereservation.NewGetSizeReservationParams().WithID(f.reservation), nil)
 		if err != nil {
 			return nil, err
 		}
 		old.Payload.Description = "for tests"
-		return f.c.Sizereservation.UpdateSizereservationContext(f.ctx(), sizereservation.NewUpdateSizereservationParams().
+		return f.c.Sizereservation.UpdateSizeReservationContext(f.ctx(), sizereservation.NewUpdateSizeReservationParams().
 			WithID(f.reservation).WithBody(old.Payload), nil)
 	}},
 
@@ -265,8 +265,8 @@ var steps = []step{
 	{"getSwitch", func(f *fixture) (any, error) {
 		return f.c.SwitchOperations.GetSwitchContext(f.ctx(), sw.NewGetSwitchParams().WithID("leaf01"), nil)
 	}},
-	{"listSwitch", func(f *fixture) (any, error) {
-		return f.c.SwitchOperations.ListSwitchContext(f.ctx(), sw.NewListSwitchParams(), nil)
+	{"listSwitchs", func(f *fixture) (any, error) {
+		return f.c.SwitchOperations.ListSwitchsContext(f.ctx(), sw.NewListSwitchsParams(), nil)
 	}},
 	{"updateSwitch", func(f *fixture) (any, error) {
 		old, err := f.c.SwitchOperations.GetSwitchContext(f.ctx(), sw.NewGetSwitchParams().WithID("leaf01"), nil)
@@ -528,8 +528,8 @@ var steps = []step{
 	{"deleteToken", func(f *fixture) (any, error) {
 		return f.c.Token.DeleteTokenContext(f.ctx(), token.NewDeleteTokenParams().WithID(f.token), nil)
 	}},
-	{"deleteSizereservation", func(f *fixture) (any, error) {
-		return f.c.Sizereservation.DeleteSizereservationContext(f.ctx(), sizereservation.NewDeleteSizereservationParams().WithID(f.reservation), nil)
+	{"deleteSizeReservation", func(f *fixture) (any, error) {
+		return f.c.Sizereservation.DeleteSizeReservationContext(f.ctx(), sizereservation.NewDeleteSizeReservationParams().WithID(f.reservation), nil)
 	}},
 	{"deleteSwitch", func(f *fixture) (any, error) {
 		return f.c.SwitchOperations.DeleteSwitchContext(f.ctx(), sw.NewDeleteSwitchParams().WithID("leaf01"), nil)
@@ -537,8 +537,8 @@ var steps = []step{
 	{"deleteSwitch", func(f *fixture) (any, error) {
 		return f.c.SwitchOperations.DeleteSwitchContext(f.ctx(), sw.NewDeleteSwitchParams().WithID("leaf02"), nil)
 	}},
-	{"deleteFilesystemlayout", func(f *fixture) (any, error) {
-		return f.c.Filesystemlayout.DeleteFilesystemlayoutContext(f.ctx(), filesystemlayout.NewDeleteFilesystemlayoutParams().WithID(layout), nil)
+	{"deleteFilesystemLayout", func(f *fixture) (any, error) {
+		return f.c.Filesystemlayout.DeleteFilesystemLayoutContext(f.ctx(), filesystemlayout.NewDeleteFilesystemLayoutParams().WithID(layout), nil)
 	}},
 	{"deleteImage", func(f *fixture) (any, error) {
 		return f.c.Image.DeleteImageContext(f.ctx(), image.NewDeleteImageParams().WithID(img), nil)

@@ -186,7 +186,9 @@ func (s *Service) pickInRack(ctx context.Context, tx store.Tx, q store.Query, sk
 	start := id.New()
 	q.After = start
 	wrapped := false
-	for range maxProbes {
+	// The fast pass (skipLocked) gives up after maxProbes; the last pass must see the whole rack before
+	// pick says that none is left (it ends when it comes round to start).
+	for probes := 0; !skipLocked || probes < maxProbes; probes++ {
 		rows, err := tx.Machines().Rows(ctx, q)
 		if err != nil {
 			return nil, err

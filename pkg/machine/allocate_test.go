@@ -28,7 +28,9 @@ func (f *fixture) createNetwork(n *api.Network) *api.Network {
 // createProject stores a project with quotas.
 func (f *fixture) createProject(id string, q api.Quotas) {
 	f.t.Helper()
-	f.write(func(tx store.Tx) error { return tx.Projects().Create(f.ctx, &api.Project{Meta: api.Meta{ID: id}, Quotas: q}) })
+	f.write(func(tx store.Tx) error {
+		return tx.Projects().Create(f.ctx, &api.Project{Meta: api.Meta{ID: id}, Quotas: q})
+	})
 }
 
 func TestAllocate(t *testing.T) {
@@ -397,11 +399,11 @@ func TestSizeReservation(t *testing.T) {
 		req     api.MachineAllocateRequest
 		wantErr error
 	}{
-		{"B", forB, nil},                    // 3 waiting, B's reservation still claims 1
-		{"A", forA, nil},                    // 3 > 1
-		{"A", forA, nil},                    // 2 > 1
+		{"B", forB, nil},                     // 3 waiting, B's reservation still claims 1
+		{"A", forA, nil},                     // 3 > 1
+		{"A", forA, nil},                     // 2 > 1
 		{"A", forA, apierror.ErrUnavailable}, // 1 left, reserved for B
-		{"B", forB, nil},                    // the holder takes it
+		{"B", forB, nil},                     // the holder takes it
 		{"B", forB, apierror.ErrUnavailable}, // none left
 	}
 	for i, s := range steps {
@@ -493,4 +495,40 @@ func idOf(m *api.Machine) string {
 		return "<nil>"
 	}
 	return m.ID
+}
+
+// TestAllocateFindsTheLastAllocatable: a rack with many waiting machines that can't be allocated
+// (dead, tainted) and one that can, far from the start of the rack: it must be found.
+func TestAllocateFindsTheLastAllocatable(t *testing.T) {
+	const n = 40
+	f := newFixture(t, fixtureConfig{machines: n})
+	for i := range n - 5 {
+		if i%2 == 0 {
+			if _, err := f.svc.SetState(f.ctx, machineID(i), api.MachineStateRequest{Value: api.StateTainted, Description: "bad"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.clock.Advance(lifecycle.Timeout + time.Minute)
+	for _, i := range []int{2, 33} { // 2 is tainted, 33 the only allocatable one
+		f.event(machineID(i), api.EventAlive)
+	}
+	if m, err := f.svc.Allocate(f.ctx, f.req(), ""); err != nil || m.ID != machineID(33) {
+		t.Fatalf("Allocate = %s, %v; want %s, the only alive untainted machine", idOf(m), err, machineID(33))
+	}
+	if m, err := f.svc.Allocate(f.ctx, f.req(), ""); !errors.Is(err, apierror.ErrUnavailable) {
+		t.Errorf("Allocate = %s, %v; want unavailable", idOf(m), err)
+	}
+}
+
+// TestAllocateFindsBehindManyDead: more dead machines in a rack than any bounded probe would look at
+// must not hide the one alive machine behind them.
+func TestAllocateFindsBehindManyDead(t *testing.T) {
+	const n = 100
+	f := newFixture(t, fixtureConfig{machines: n})
+	f.clock.Advance(lifecycle.Timeout + time.Minute)
+	f.event(machineID(90), api.EventAlive) // the others are dead
+	if m, err := f.svc.Allocate(f.ctx, f.req(), ""); err != nil || m.ID != machineID(90) {
+		t.Fatalf("Allocate = %s, %v; want %s, the only alive machine", idOf(m), err, machineID(90))
+	}
 }

@@ -136,6 +136,16 @@ var postgresBackend = backend{"postgres", func(t *testing.T) (store.Store, *sql.
 	return openPostgres(t, postgresDSN(t))
 }}
 
+// postgresWithDSN is the PostgreSQL backend that also tells the database, so a test can open more
+// replicas on it.
+func postgresWithDSN(dsn *string) backend {
+	return backend{"postgres", func(t *testing.T) (store.Store, *sql.DB) {
+		t.Helper()
+		*dsn = postgresDSN(t)
+		return openPostgres(t, *dsn)
+	}}
+}
+
 // openPostgres opens one "replica" on the database dsn.
 func openPostgres(t *testing.T, dsn string) (store.Store, *sql.DB) {
 	t.Helper()
@@ -313,7 +323,9 @@ func (f *fixture) leaf(r, l int) *api.Switch {
 	return sw
 }
 
-// machineID is the DMI UUID of machine i; IDs sort like the indexes.
+// machineID is the DMI UUID of machine i. IDs sort like the indexes and below (almost) any random
+// UUID: like the UUIDs of one vendor's batch they are not spread over the ID space, which is the
+// worst case for allocation's random start within a rack.
 func machineID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", i+1) }
 
 // nicMAC is the MAC of NIC n of machine i.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"time"
 
@@ -83,7 +84,11 @@ func (s *Service) Find(ctx context.Context, req api.MachineFindRequest, visible 
 	page := &api.Page[*api.Machine]{Items: []*api.Machine{}}
 	err := s.store.Read(ctx, func(tx store.Tx) error {
 		if req.MAC != "" {
-			id, err := tx.Lookup(ctx, store.KindMachine, "mac:"+req.MAC)
+			mac := req.MAC
+			if hw, err := net.ParseMAC(mac); err == nil {
+				mac = hw.String() // stored as Register normalised it
+			}
+			id, err := tx.Lookup(ctx, store.KindMachine, "mac:"+mac)
 			if err != nil {
 				return nil // no machine has it
 			}
@@ -138,6 +143,10 @@ func matches(m *api.Machine, r api.MachineFindRequest) bool {
 	a := m.Allocation
 	switch {
 	case r.Name != "" && m.Name != r.Name:
+		return false
+	// The store query filters these already, but a lookup by ID or MAC does not use it.
+	case r.PartitionID != "" && m.PartitionID != r.PartitionID, r.SizeID != "" && m.SizeID != r.SizeID,
+		r.RackID != "" && m.RackID != r.RackID, r.ProjectID != "" && (a == nil || a.ProjectID != r.ProjectID):
 		return false
 	case r.Allocated != nil && *r.Allocated != (a != nil):
 		return false

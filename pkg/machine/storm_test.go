@@ -2,11 +2,11 @@ package machine_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,12 +35,7 @@ func TestAllocationStorm(t *testing.T) {
 	}{
 		{"sqlite", func(*string) backend { return sqliteBackend }, 1},
 		{"postgres", func(*string) backend { return postgresBackend }, 1},
-		{"postgres-2-replicas", func(dsn *string) backend {
-			return backend{"postgres", func(t *testing.T) (store.Store, *sql.DB) {
-				*dsn = postgresDSN(t)
-				return openPostgres(t, *dsn)
-			}}
-		}, 2},
+		{"postgres-2-replicas", postgresWithDSN, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,7 +79,24 @@ func storm(t *testing.T, f *fixture, services []*machine.Service) []stormResult 
 		got  []stormResult
 		wg   sync.WaitGroup
 		errs = make(chan error, stormGoroutines)
+		// spurious counts "none left" answers while machines were still waiting.
+		spurious atomic.Int64
 	)
+	// waiting counts the machines still waiting. In a storm every waiting machine is allocatable and
+	// none starts waiting again, so machines waiting after an Allocate said none is left were
+	// waiting during that call too: the answer was wrong.
+	waiting := func() int {
+		n := 0
+		err := f.store.Read(ctx, func(tx store.Tx) error {
+			var err error
+			n, err = tx.Machines().Count(ctx, store.Query{Partition: partitionID, Key1: sizeLarge, Key2: store.MachineStatusWaiting})
+			return err
+		})
+		if err != nil {
+			return -1
+		}
+		return n
+	}
 	start := time.Now()
 	for w := range stormGoroutines {
 		replica := w % len(services)
@@ -93,6 +105,13 @@ func storm(t *testing.T, f *fixture, services []*machine.Service) []stormResult 
 			for {
 				m, err := svc.Allocate(ctx, req, fmt.Sprintf("worker-%02d", w))
 				if errors.Is(err, apierror.ErrUnavailable) {
+					if n := waiting(); n > 0 {
+						if spurious.Add(1) > 100*stormMachines {
+							errs <- fmt.Errorf("worker %d: allocation keeps failing with %d machines waiting: %w", w, n, err)
+							return
+						}
+						continue
+					}
 					return // none left
 				}
 				if err != nil {
@@ -117,6 +136,9 @@ func storm(t *testing.T, f *fixture, services []*machine.Service) []stormResult 
 	}
 	t.Logf("%s storm: %d allocations by %d goroutines on %d replica(s) %v in %v (%.0f/s)", f.store.Backend(), len(got),
 		stormGoroutines, len(services), perReplica, took.Round(time.Millisecond), float64(len(got))/took.Seconds())
+	if n := spurious.Load(); n > 0 {
+		t.Errorf("%d allocations failed as unavailable while machines were waiting", n)
+	}
 	return got
 }
 

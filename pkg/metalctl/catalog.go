@@ -44,7 +44,7 @@ func partitionResource() *resource {
 		columns: []column{idCol, nameCol, descCol, col("KERNEL", "boot.kernelURL").onlyWide(), col("INITRD", "boot.initrdURL").onlyWide(),
 			col("MGMT SERVICE", "mgmtServiceAddress").onlyWide(), col("LABELS", "labels").onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := c.Partition.ListPartitionContext(ctx, partition.NewListPartitionParams().WithCursor(opt(cursor)), nil)
+			r, err := c.Partition.ListPartitionsContext(ctx, partition.NewListPartitionsParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
@@ -96,7 +96,7 @@ func sizeResource() *resource {
 		name: "size", kind: "Size", short: "Sizes: hardware classes of machines",
 		columns: []column{idCol, nameCol, fn("CONSTRAINTS", constraints), descCol.onlyWide(), col("LABELS", "labels").onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := c.Size.ListSizeContext(ctx, size.NewListSizeParams().WithCursor(opt(cursor)), nil)
+			r, err := c.Size.ListSizesContext(ctx, size.NewListSizesParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
@@ -132,31 +132,31 @@ func sizeReservationResource() *resource {
 		short:   "Size reservations: machines of a size kept for a project",
 		columns: []column{idCol, col("SIZE", "sizeID"), col("AMOUNT", "amount"), col("PROJECT", "projectID"), col("PARTITIONS", "partitionIDs"), descCol.onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := sr(c).ListSizereservationContext(ctx, sizereservation.NewListSizereservationParams().WithCursor(opt(cursor)), nil)
+			r, err := sr(c).ListSizeReservationsContext(ctx, sizereservation.NewListSizeReservationsParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
 			return anys(r.Payload.Items), r.Payload.Next, nil
 		},
 		get: func(ctx context.Context, c api, id string) (any, error) {
-			return payload(sr(c).GetSizereservationContext(ctx, sizereservation.NewGetSizereservationParams().WithID(id), nil))
+			return payload(sr(c).GetSizeReservationContext(ctx, sizereservation.NewGetSizeReservationParams().WithID(id), nil))
 		},
 		create: func(ctx context.Context, c api, body []byte) (any, error) {
 			b, err := decode[wire.SizeReservation](body)
 			if err != nil {
 				return nil, err
 			}
-			return payload(sr(c).CreateSizereservationContext(ctx, sizereservation.NewCreateSizereservationParams().WithBody(b), nil))
+			return payload(sr(c).CreateSizeReservationContext(ctx, sizereservation.NewCreateSizeReservationParams().WithBody(b), nil))
 		},
 		update: func(ctx context.Context, c api, id string, body []byte) (any, error) {
 			b, err := decode[wire.SizeReservation](body)
 			if err != nil {
 				return nil, err
 			}
-			return payload(sr(c).UpdateSizereservationContext(ctx, sizereservation.NewUpdateSizereservationParams().WithID(id).WithBody(b), nil))
+			return payload(sr(c).UpdateSizeReservationContext(ctx, sizereservation.NewUpdateSizeReservationParams().WithID(id).WithBody(b), nil))
 		},
 		del: func(ctx context.Context, c api, id string) (any, error) {
-			return payload(sr(c).DeleteSizereservationContext(ctx, sizereservation.NewDeleteSizereservationParams().WithID(id), nil))
+			return payload(sr(c).DeleteSizeReservationContext(ctx, sizereservation.NewDeleteSizeReservationParams().WithID(id), nil))
 		},
 	}
 }
@@ -168,7 +168,7 @@ func imageResource() *resource {
 			col("CLASSIFICATION", "classification"), fn("EXPIRES", func(o obj) string { return timestamp(cell(o["expirationDate"])) }),
 			col("URL", "url").onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := c.Image.ListImageContext(ctx, image.NewListImageParams().WithCursor(opt(cursor)), nil)
+			r, err := c.Image.ListImagesContext(ctx, image.NewListImagesParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
@@ -217,31 +217,31 @@ func layoutResource() *resource {
 		columns: []column{idCol, nameCol, col("SIZES", "constraints.sizes"), col("IMAGES", "constraints.images"),
 			fn("MOUNTS", mounts).onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := fl(c).ListFilesystemlayoutContext(ctx, filesystemlayout.NewListFilesystemlayoutParams().WithCursor(opt(cursor)), nil)
+			r, err := fl(c).ListFilesystemLayoutsContext(ctx, filesystemlayout.NewListFilesystemLayoutsParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
 			return anys(r.Payload.Items), r.Payload.Next, nil
 		},
 		get: func(ctx context.Context, c api, id string) (any, error) {
-			return payload(fl(c).GetFilesystemlayoutContext(ctx, filesystemlayout.NewGetFilesystemlayoutParams().WithID(id), nil))
+			return payload(fl(c).GetFilesystemLayoutContext(ctx, filesystemlayout.NewGetFilesystemLayoutParams().WithID(id), nil))
 		},
 		create: func(ctx context.Context, c api, body []byte) (any, error) {
 			b, err := decode[wire.FilesystemLayout](body)
 			if err != nil {
 				return nil, err
 			}
-			return payload(fl(c).CreateFilesystemlayoutContext(ctx, filesystemlayout.NewCreateFilesystemlayoutParams().WithBody(b), nil))
+			return payload(fl(c).CreateFilesystemLayoutContext(ctx, filesystemlayout.NewCreateFilesystemLayoutParams().WithBody(b), nil))
 		},
 		update: func(ctx context.Context, c api, id string, body []byte) (any, error) {
 			b, err := decode[wire.FilesystemLayout](body)
 			if err != nil {
 				return nil, err
 			}
-			return payload(fl(c).UpdateFilesystemlayoutContext(ctx, filesystemlayout.NewUpdateFilesystemlayoutParams().WithID(id).WithBody(b), nil))
+			return payload(fl(c).UpdateFilesystemLayoutContext(ctx, filesystemlayout.NewUpdateFilesystemLayoutParams().WithID(id).WithBody(b), nil))
 		},
 		del: func(ctx context.Context, c api, id string) (any, error) {
-			return payload(fl(c).DeleteFilesystemlayoutContext(ctx, filesystemlayout.NewDeleteFilesystemlayoutParams().WithID(id), nil))
+			return payload(fl(c).DeleteFilesystemLayoutContext(ctx, filesystemlayout.NewDeleteFilesystemLayoutParams().WithID(id), nil))
 		},
 	}
 }
@@ -252,7 +252,7 @@ func projectResource() *resource {
 		columns: []column{idCol, nameCol, col("TENANT", "tenant"), descCol.onlyWide(), col("QUOTAS", "quotas").onlyWide(),
 			col("LABELS", "labels").onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := c.Project.ListProjectContext(ctx, project.NewListProjectParams().WithCursor(opt(cursor)), nil)
+			r, err := c.Project.ListProjectsContext(ctx, project.NewListProjectsParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}
@@ -293,7 +293,7 @@ func switchResource() *resource {
 			fn("LAST SYNC", func(o obj) string { return timestamp(cell(lookup(o, "lastSync.time"))) }),
 			col("SYNC ERROR", "lastSync.error").onlyWide(), col("MGMT IP", "managementIP").onlyWide()},
 		list: func(ctx context.Context, c api, cursor string) ([]any, string, error) {
-			r, err := c.SwitchOperations.ListSwitchContext(ctx, sw.NewListSwitchParams().WithCursor(opt(cursor)), nil)
+			r, err := c.SwitchOperations.ListSwitchsContext(ctx, sw.NewListSwitchsParams().WithCursor(opt(cursor)), nil)
 			if err != nil {
 				return nil, "", err
 			}

@@ -23,7 +23,8 @@ type entity[T any] interface {
 
 // resource describes a plain CRUD aggregate.
 type resource[T any, P entity[T]] struct {
-	name  string // path segment and operation suffix
+	name  string // path segment
+	title string // operation suffix, e.g. "FilesystemLayout"
 	table func(store.Tx) store.Table[T]
 	// read and write are the access levels; project scopes objects for non-admins ("" = global).
 	read, write access
@@ -55,13 +56,13 @@ func (rs resource[T, P]) projectOf(e *T) string {
 // routes are list, get, create, update, delete.
 func (rs resource[T, P]) routes() []route {
 	base := "/v1/" + rs.name
-	title := rs.name
+	t := rs.title
 	return []route{
-		op("GET", base, "list"+capital(title), "List "+title+"s visible to the caller", rs.read, rs.list).withQuery("limit", "cursor"),
-		op("GET", base+"/{id}", "get"+capital(title), "Get a "+title, rs.read, rs.get),
-		op("POST", base, "create"+capital(title), "Create a "+title, rs.write, rs.create).created(),
-		op("PUT", base+"/{id}", "update"+capital(title), "Update a "+title+" (the body carries the version it read)", rs.write, rs.update),
-		op("DELETE", base+"/{id}", "delete"+capital(title), "Delete a "+title, rs.write, rs.del),
+		op("GET", base, "list"+t+"s", "List "+rs.name+"s visible to the caller", rs.read, rs.list).withQuery("limit", "cursor"),
+		op("GET", base+"/{id}", "get"+t, "Get a "+rs.name, rs.read, rs.get),
+		op("POST", base, "create"+t, "Create a "+rs.name, rs.write, rs.create).created(),
+		op("PUT", base+"/{id}", "update"+t, "Update a "+rs.name+" (the body carries the version it read)", rs.write, rs.update),
+		op("DELETE", base+"/{id}", "delete"+t, "Delete a "+rs.name, rs.write, rs.del),
 	}
 }
 
@@ -209,15 +210,4 @@ func (rs resource[T, P]) del(c *call, _ *none) (*T, error) {
 		return rs.table(tx).Delete(c.ctx, P(e).GetMeta().ID)
 	})
 	return e, err
-}
-
-func capital(s string) string {
-	if s == "" {
-		return s
-	}
-	out := []byte(s)
-	if out[0] >= 'a' && out[0] <= 'z' {
-		out[0] -= 'a' - 'A'
-	}
-	return string(out)
 }

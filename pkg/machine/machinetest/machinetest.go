@@ -134,4 +134,3 @@ func CheckInvariants(t testing.TB, st store.Store) map[string]bool {
 	}
 	return allocated
 }
-

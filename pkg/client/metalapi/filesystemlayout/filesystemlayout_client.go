@@ -55,46 +55,46 @@ type ClientOption func(*runtime.ClientOperation)
 // ClientService is the interface for Client methods.
 type ClientService interface {
 
-	// CreateFilesystemlayout create a filesystemlayout.
-	CreateFilesystemlayout(params *CreateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemlayoutCreated, error)
+	// CreateFilesystemLayout create a filesystemlayout.
+	CreateFilesystemLayout(params *CreateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemLayoutCreated, error)
 
-	// CreateFilesystemlayoutContext create a filesystemlayout.
-	CreateFilesystemlayoutContext(ctx context.Context, params *CreateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemlayoutCreated, error)
+	// CreateFilesystemLayoutContext create a filesystemlayout.
+	CreateFilesystemLayoutContext(ctx context.Context, params *CreateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemLayoutCreated, error)
 
-	// DeleteFilesystemlayout delete a filesystemlayout.
-	DeleteFilesystemlayout(params *DeleteFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemlayoutOK, error)
+	// DeleteFilesystemLayout delete a filesystemlayout.
+	DeleteFilesystemLayout(params *DeleteFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemLayoutOK, error)
 
-	// DeleteFilesystemlayoutContext delete a filesystemlayout.
-	DeleteFilesystemlayoutContext(ctx context.Context, params *DeleteFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemlayoutOK, error)
+	// DeleteFilesystemLayoutContext delete a filesystemlayout.
+	DeleteFilesystemLayoutContext(ctx context.Context, params *DeleteFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemLayoutOK, error)
 
-	// GetFilesystemlayout get a filesystemlayout.
-	GetFilesystemlayout(params *GetFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemlayoutOK, error)
+	// GetFilesystemLayout get a filesystemlayout.
+	GetFilesystemLayout(params *GetFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemLayoutOK, error)
 
-	// GetFilesystemlayoutContext get a filesystemlayout.
-	GetFilesystemlayoutContext(ctx context.Context, params *GetFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemlayoutOK, error)
+	// GetFilesystemLayoutContext get a filesystemlayout.
+	GetFilesystemLayoutContext(ctx context.Context, params *GetFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemLayoutOK, error)
 
-	// ListFilesystemlayout list filesystemlayouts visible to the caller.
-	ListFilesystemlayout(params *ListFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemlayoutOK, error)
+	// ListFilesystemLayouts list filesystemlayouts visible to the caller.
+	ListFilesystemLayouts(params *ListFilesystemLayoutsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemLayoutsOK, error)
 
-	// ListFilesystemlayoutContext list filesystemlayouts visible to the caller.
-	ListFilesystemlayoutContext(ctx context.Context, params *ListFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemlayoutOK, error)
+	// ListFilesystemLayoutsContext list filesystemlayouts visible to the caller.
+	ListFilesystemLayoutsContext(ctx context.Context, params *ListFilesystemLayoutsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemLayoutsOK, error)
 
-	// UpdateFilesystemlayout update a filesystemlayout the body carries the version it read.
-	UpdateFilesystemlayout(params *UpdateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemlayoutOK, error)
+	// UpdateFilesystemLayout update a filesystemlayout the body carries the version it read.
+	UpdateFilesystemLayout(params *UpdateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemLayoutOK, error)
 
-	// UpdateFilesystemlayoutContext update a filesystemlayout the body carries the version it read.
-	UpdateFilesystemlayoutContext(ctx context.Context, params *UpdateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemlayoutOK, error)
+	// UpdateFilesystemLayoutContext update a filesystemlayout the body carries the version it read.
+	UpdateFilesystemLayoutContext(ctx context.Context, params *UpdateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemLayoutOK, error)
 
 	SetTransport(transport runtime.ContextualTransport)
 }
 
-// CreateFilesystemlayout creates a filesystemlayout.
+// CreateFilesystemLayout creates a filesystemlayout.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.CreateFilesystemlayoutContext] instead.
-func (a *Client) CreateFilesystemlayout(params *CreateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemlayoutCreated, error) {
+// If you need to pass a specific context, use [Client.CreateFilesystemLayoutContext] instead.
+func (a *Client) CreateFilesystemLayout(params *CreateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemLayoutCreated, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -102,27 +102,27 @@ func (a *Client) CreateFilesystemlayout(params *CreateFilesystemlayoutParams, au
 		ctx = context.Background()
 	}
 
-	return a.CreateFilesystemlayoutContext(ctx, params, authInfo, opts...)
+	return a.CreateFilesystemLayoutContext(ctx, params, authInfo, opts...)
 }
 
-// CreateFilesystemlayoutContext creates a filesystemlayout.
+// CreateFilesystemLayoutContext creates a filesystemlayout.
 //
-// Do not use the deprecated [CreateFilesystemlayoutParams.Context] with this method: it would be ignored.
-func (a *Client) CreateFilesystemlayoutContext(ctx context.Context, params *CreateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemlayoutCreated, error) {
+// Do not use the deprecated [CreateFilesystemLayoutParams.Context] with this method: it would be ignored.
+func (a *Client) CreateFilesystemLayoutContext(ctx context.Context, params *CreateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateFilesystemLayoutCreated, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewCreateFilesystemlayoutParams()
+		params = NewCreateFilesystemLayoutParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "createFilesystemlayout",
+		ID:                 "createFilesystemLayout",
 		Method:             "POST",
 		PathPattern:        "/v1/filesystemlayout",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &CreateFilesystemlayoutReader{formats: a.formats},
+		Reader:             &CreateFilesystemLayoutReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -137,7 +137,7 @@ func (a *Client) CreateFilesystemlayoutContext(ctx context.Context, params *Crea
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*CreateFilesystemlayoutCreated)
+	success, ok := result.(*CreateFilesystemLayoutCreated)
 	if ok {
 		return success, nil
 	}
@@ -145,18 +145,18 @@ func (a *Client) CreateFilesystemlayoutContext(ctx context.Context, params *Crea
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*CreateFilesystemlayoutDefault)
+	unexpectedSuccess := result.(*CreateFilesystemLayoutDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// DeleteFilesystemlayout deletes a filesystemlayout.
+// DeleteFilesystemLayout deletes a filesystemlayout.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.DeleteFilesystemlayoutContext] instead.
-func (a *Client) DeleteFilesystemlayout(params *DeleteFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemlayoutOK, error) {
+// If you need to pass a specific context, use [Client.DeleteFilesystemLayoutContext] instead.
+func (a *Client) DeleteFilesystemLayout(params *DeleteFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemLayoutOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -164,27 +164,27 @@ func (a *Client) DeleteFilesystemlayout(params *DeleteFilesystemlayoutParams, au
 		ctx = context.Background()
 	}
 
-	return a.DeleteFilesystemlayoutContext(ctx, params, authInfo, opts...)
+	return a.DeleteFilesystemLayoutContext(ctx, params, authInfo, opts...)
 }
 
-// DeleteFilesystemlayoutContext deletes a filesystemlayout.
+// DeleteFilesystemLayoutContext deletes a filesystemlayout.
 //
-// Do not use the deprecated [DeleteFilesystemlayoutParams.Context] with this method: it would be ignored.
-func (a *Client) DeleteFilesystemlayoutContext(ctx context.Context, params *DeleteFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemlayoutOK, error) {
+// Do not use the deprecated [DeleteFilesystemLayoutParams.Context] with this method: it would be ignored.
+func (a *Client) DeleteFilesystemLayoutContext(ctx context.Context, params *DeleteFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteFilesystemLayoutOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewDeleteFilesystemlayoutParams()
+		params = NewDeleteFilesystemLayoutParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "deleteFilesystemlayout",
+		ID:                 "deleteFilesystemLayout",
 		Method:             "DELETE",
 		PathPattern:        "/v1/filesystemlayout/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &DeleteFilesystemlayoutReader{formats: a.formats},
+		Reader:             &DeleteFilesystemLayoutReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -199,7 +199,7 @@ func (a *Client) DeleteFilesystemlayoutContext(ctx context.Context, params *Dele
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*DeleteFilesystemlayoutOK)
+	success, ok := result.(*DeleteFilesystemLayoutOK)
 	if ok {
 		return success, nil
 	}
@@ -207,18 +207,18 @@ func (a *Client) DeleteFilesystemlayoutContext(ctx context.Context, params *Dele
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*DeleteFilesystemlayoutDefault)
+	unexpectedSuccess := result.(*DeleteFilesystemLayoutDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// GetFilesystemlayout gets a filesystemlayout.
+// GetFilesystemLayout gets a filesystemlayout.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.GetFilesystemlayoutContext] instead.
-func (a *Client) GetFilesystemlayout(params *GetFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemlayoutOK, error) {
+// If you need to pass a specific context, use [Client.GetFilesystemLayoutContext] instead.
+func (a *Client) GetFilesystemLayout(params *GetFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemLayoutOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -226,27 +226,27 @@ func (a *Client) GetFilesystemlayout(params *GetFilesystemlayoutParams, authInfo
 		ctx = context.Background()
 	}
 
-	return a.GetFilesystemlayoutContext(ctx, params, authInfo, opts...)
+	return a.GetFilesystemLayoutContext(ctx, params, authInfo, opts...)
 }
 
-// GetFilesystemlayoutContext gets a filesystemlayout.
+// GetFilesystemLayoutContext gets a filesystemlayout.
 //
-// Do not use the deprecated [GetFilesystemlayoutParams.Context] with this method: it would be ignored.
-func (a *Client) GetFilesystemlayoutContext(ctx context.Context, params *GetFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemlayoutOK, error) {
+// Do not use the deprecated [GetFilesystemLayoutParams.Context] with this method: it would be ignored.
+func (a *Client) GetFilesystemLayoutContext(ctx context.Context, params *GetFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetFilesystemLayoutOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewGetFilesystemlayoutParams()
+		params = NewGetFilesystemLayoutParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "getFilesystemlayout",
+		ID:                 "getFilesystemLayout",
 		Method:             "GET",
 		PathPattern:        "/v1/filesystemlayout/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &GetFilesystemlayoutReader{formats: a.formats},
+		Reader:             &GetFilesystemLayoutReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -261,7 +261,7 @@ func (a *Client) GetFilesystemlayoutContext(ctx context.Context, params *GetFile
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*GetFilesystemlayoutOK)
+	success, ok := result.(*GetFilesystemLayoutOK)
 	if ok {
 		return success, nil
 	}
@@ -269,18 +269,18 @@ func (a *Client) GetFilesystemlayoutContext(ctx context.Context, params *GetFile
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*GetFilesystemlayoutDefault)
+	unexpectedSuccess := result.(*GetFilesystemLayoutDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListFilesystemlayout lists filesystemlayouts visible to the caller.
+// ListFilesystemLayouts lists filesystemlayouts visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListFilesystemlayoutContext] instead.
-func (a *Client) ListFilesystemlayout(params *ListFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemlayoutOK, error) {
+// If you need to pass a specific context, use [Client.ListFilesystemLayoutsContext] instead.
+func (a *Client) ListFilesystemLayouts(params *ListFilesystemLayoutsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemLayoutsOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListFilesystemlayout(params *ListFilesystemlayoutParams, authIn
 		ctx = context.Background()
 	}
 
-	return a.ListFilesystemlayoutContext(ctx, params, authInfo, opts...)
+	return a.ListFilesystemLayoutsContext(ctx, params, authInfo, opts...)
 }
 
-// ListFilesystemlayoutContext lists filesystemlayouts visible to the caller.
+// ListFilesystemLayoutsContext lists filesystemlayouts visible to the caller.
 //
-// Do not use the deprecated [ListFilesystemlayoutParams.Context] with this method: it would be ignored.
-func (a *Client) ListFilesystemlayoutContext(ctx context.Context, params *ListFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemlayoutOK, error) {
+// Do not use the deprecated [ListFilesystemLayoutsParams.Context] with this method: it would be ignored.
+func (a *Client) ListFilesystemLayoutsContext(ctx context.Context, params *ListFilesystemLayoutsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListFilesystemLayoutsOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListFilesystemlayoutParams()
+		params = NewListFilesystemLayoutsParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listFilesystemlayout",
+		ID:                 "listFilesystemLayouts",
 		Method:             "GET",
 		PathPattern:        "/v1/filesystemlayout",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListFilesystemlayoutReader{formats: a.formats},
+		Reader:             &ListFilesystemLayoutsReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListFilesystemlayoutContext(ctx context.Context, params *ListFi
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListFilesystemlayoutOK)
+	success, ok := result.(*ListFilesystemLayoutsOK)
 	if ok {
 		return success, nil
 	}
@@ -331,18 +331,18 @@ func (a *Client) ListFilesystemlayoutContext(ctx context.Context, params *ListFi
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListFilesystemlayoutDefault)
+	unexpectedSuccess := result.(*ListFilesystemLayoutsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// UpdateFilesystemlayout updates a filesystemlayout the body carries the version it read.
+// UpdateFilesystemLayout updates a filesystemlayout the body carries the version it read.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.UpdateFilesystemlayoutContext] instead.
-func (a *Client) UpdateFilesystemlayout(params *UpdateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemlayoutOK, error) {
+// If you need to pass a specific context, use [Client.UpdateFilesystemLayoutContext] instead.
+func (a *Client) UpdateFilesystemLayout(params *UpdateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemLayoutOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -350,27 +350,27 @@ func (a *Client) UpdateFilesystemlayout(params *UpdateFilesystemlayoutParams, au
 		ctx = context.Background()
 	}
 
-	return a.UpdateFilesystemlayoutContext(ctx, params, authInfo, opts...)
+	return a.UpdateFilesystemLayoutContext(ctx, params, authInfo, opts...)
 }
 
-// UpdateFilesystemlayoutContext updates a filesystemlayout the body carries the version it read.
+// UpdateFilesystemLayoutContext updates a filesystemlayout the body carries the version it read.
 //
-// Do not use the deprecated [UpdateFilesystemlayoutParams.Context] with this method: it would be ignored.
-func (a *Client) UpdateFilesystemlayoutContext(ctx context.Context, params *UpdateFilesystemlayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemlayoutOK, error) {
+// Do not use the deprecated [UpdateFilesystemLayoutParams.Context] with this method: it would be ignored.
+func (a *Client) UpdateFilesystemLayoutContext(ctx context.Context, params *UpdateFilesystemLayoutParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateFilesystemLayoutOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewUpdateFilesystemlayoutParams()
+		params = NewUpdateFilesystemLayoutParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "updateFilesystemlayout",
+		ID:                 "updateFilesystemLayout",
 		Method:             "PUT",
 		PathPattern:        "/v1/filesystemlayout/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &UpdateFilesystemlayoutReader{formats: a.formats},
+		Reader:             &UpdateFilesystemLayoutReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -385,7 +385,7 @@ func (a *Client) UpdateFilesystemlayoutContext(ctx context.Context, params *Upda
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*UpdateFilesystemlayoutOK)
+	success, ok := result.(*UpdateFilesystemLayoutOK)
 	if ok {
 		return success, nil
 	}
@@ -393,7 +393,7 @@ func (a *Client) UpdateFilesystemlayoutContext(ctx context.Context, params *Upda
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*UpdateFilesystemlayoutDefault)
+	unexpectedSuccess := result.(*UpdateFilesystemLayoutDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

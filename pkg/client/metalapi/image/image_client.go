@@ -73,11 +73,11 @@ type ClientService interface {
 	// GetImageContext get a image.
 	GetImageContext(ctx context.Context, params *GetImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetImageOK, error)
 
-	// ListImage list images visible to the caller.
-	ListImage(params *ListImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImageOK, error)
+	// ListImages list images visible to the caller.
+	ListImages(params *ListImagesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImagesOK, error)
 
-	// ListImageContext list images visible to the caller.
-	ListImageContext(ctx context.Context, params *ListImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImageOK, error)
+	// ListImagesContext list images visible to the caller.
+	ListImagesContext(ctx context.Context, params *ListImagesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImagesOK, error)
 
 	// UpdateImage update a image the body carries the version it read.
 	UpdateImage(params *UpdateImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateImageOK, error)
@@ -274,13 +274,13 @@ func (a *Client) GetImageContext(ctx context.Context, params *GetImageParams, au
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListImage lists images visible to the caller.
+// ListImages lists images visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListImageContext] instead.
-func (a *Client) ListImage(params *ListImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImageOK, error) {
+// If you need to pass a specific context, use [Client.ListImagesContext] instead.
+func (a *Client) ListImages(params *ListImagesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImagesOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListImage(params *ListImageParams, authInfo runtime.ClientAuthI
 		ctx = context.Background()
 	}
 
-	return a.ListImageContext(ctx, params, authInfo, opts...)
+	return a.ListImagesContext(ctx, params, authInfo, opts...)
 }
 
-// ListImageContext lists images visible to the caller.
+// ListImagesContext lists images visible to the caller.
 //
-// Do not use the deprecated [ListImageParams.Context] with this method: it would be ignored.
-func (a *Client) ListImageContext(ctx context.Context, params *ListImageParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImageOK, error) {
+// Do not use the deprecated [ListImagesParams.Context] with this method: it would be ignored.
+func (a *Client) ListImagesContext(ctx context.Context, params *ListImagesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListImagesOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListImageParams()
+		params = NewListImagesParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listImage",
+		ID:                 "listImages",
 		Method:             "GET",
 		PathPattern:        "/v1/image",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListImageReader{formats: a.formats},
+		Reader:             &ListImagesReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListImageContext(ctx context.Context, params *ListImageParams, 
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListImageOK)
+	success, ok := result.(*ListImagesOK)
 	if ok {
 		return success, nil
 	}
@@ -331,7 +331,7 @@ func (a *Client) ListImageContext(ctx context.Context, params *ListImageParams, 
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListImageDefault)
+	unexpectedSuccess := result.(*ListImagesDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

@@ -73,11 +73,11 @@ type ClientService interface {
 	// GetPartitionContext get a partition.
 	GetPartitionContext(ctx context.Context, params *GetPartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetPartitionOK, error)
 
-	// ListPartition list partitions visible to the caller.
-	ListPartition(params *ListPartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionOK, error)
+	// ListPartitions list partitions visible to the caller.
+	ListPartitions(params *ListPartitionsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionsOK, error)
 
-	// ListPartitionContext list partitions visible to the caller.
-	ListPartitionContext(ctx context.Context, params *ListPartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionOK, error)
+	// ListPartitionsContext list partitions visible to the caller.
+	ListPartitionsContext(ctx context.Context, params *ListPartitionsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionsOK, error)
 
 	// UpdatePartition update a partition the body carries the version it read.
 	UpdatePartition(params *UpdatePartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdatePartitionOK, error)
@@ -274,13 +274,13 @@ func (a *Client) GetPartitionContext(ctx context.Context, params *GetPartitionPa
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListPartition lists partitions visible to the caller.
+// ListPartitions lists partitions visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListPartitionContext] instead.
-func (a *Client) ListPartition(params *ListPartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionOK, error) {
+// If you need to pass a specific context, use [Client.ListPartitionsContext] instead.
+func (a *Client) ListPartitions(params *ListPartitionsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionsOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListPartition(params *ListPartitionParams, authInfo runtime.Cli
 		ctx = context.Background()
 	}
 
-	return a.ListPartitionContext(ctx, params, authInfo, opts...)
+	return a.ListPartitionsContext(ctx, params, authInfo, opts...)
 }
 
-// ListPartitionContext lists partitions visible to the caller.
+// ListPartitionsContext lists partitions visible to the caller.
 //
-// Do not use the deprecated [ListPartitionParams.Context] with this method: it would be ignored.
-func (a *Client) ListPartitionContext(ctx context.Context, params *ListPartitionParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionOK, error) {
+// Do not use the deprecated [ListPartitionsParams.Context] with this method: it would be ignored.
+func (a *Client) ListPartitionsContext(ctx context.Context, params *ListPartitionsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListPartitionsOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListPartitionParams()
+		params = NewListPartitionsParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listPartition",
+		ID:                 "listPartitions",
 		Method:             "GET",
 		PathPattern:        "/v1/partition",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListPartitionReader{formats: a.formats},
+		Reader:             &ListPartitionsReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListPartitionContext(ctx context.Context, params *ListPartition
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListPartitionOK)
+	success, ok := result.(*ListPartitionsOK)
 	if ok {
 		return success, nil
 	}
@@ -331,7 +331,7 @@ func (a *Client) ListPartitionContext(ctx context.Context, params *ListPartition
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListPartitionDefault)
+	unexpectedSuccess := result.(*ListPartitionsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

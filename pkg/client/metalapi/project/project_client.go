@@ -73,11 +73,11 @@ type ClientService interface {
 	// GetProjectContext get a project.
 	GetProjectContext(ctx context.Context, params *GetProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetProjectOK, error)
 
-	// ListProject list projects visible to the caller.
-	ListProject(params *ListProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectOK, error)
+	// ListProjects list projects visible to the caller.
+	ListProjects(params *ListProjectsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectsOK, error)
 
-	// ListProjectContext list projects visible to the caller.
-	ListProjectContext(ctx context.Context, params *ListProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectOK, error)
+	// ListProjectsContext list projects visible to the caller.
+	ListProjectsContext(ctx context.Context, params *ListProjectsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectsOK, error)
 
 	// UpdateProject update a project the body carries the version it read.
 	UpdateProject(params *UpdateProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateProjectOK, error)
@@ -274,13 +274,13 @@ func (a *Client) GetProjectContext(ctx context.Context, params *GetProjectParams
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListProject lists projects visible to the caller.
+// ListProjects lists projects visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListProjectContext] instead.
-func (a *Client) ListProject(params *ListProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectOK, error) {
+// If you need to pass a specific context, use [Client.ListProjectsContext] instead.
+func (a *Client) ListProjects(params *ListProjectsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectsOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListProject(params *ListProjectParams, authInfo runtime.ClientA
 		ctx = context.Background()
 	}
 
-	return a.ListProjectContext(ctx, params, authInfo, opts...)
+	return a.ListProjectsContext(ctx, params, authInfo, opts...)
 }
 
-// ListProjectContext lists projects visible to the caller.
+// ListProjectsContext lists projects visible to the caller.
 //
-// Do not use the deprecated [ListProjectParams.Context] with this method: it would be ignored.
-func (a *Client) ListProjectContext(ctx context.Context, params *ListProjectParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectOK, error) {
+// Do not use the deprecated [ListProjectsParams.Context] with this method: it would be ignored.
+func (a *Client) ListProjectsContext(ctx context.Context, params *ListProjectsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListProjectsOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListProjectParams()
+		params = NewListProjectsParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listProject",
+		ID:                 "listProjects",
 		Method:             "GET",
 		PathPattern:        "/v1/project",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListProjectReader{formats: a.formats},
+		Reader:             &ListProjectsReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListProjectContext(ctx context.Context, params *ListProjectPara
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListProjectOK)
+	success, ok := result.(*ListProjectsOK)
 	if ok {
 		return success, nil
 	}
@@ -331,7 +331,7 @@ func (a *Client) ListProjectContext(ctx context.Context, params *ListProjectPara
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListProjectDefault)
+	unexpectedSuccess := result.(*ListProjectsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

@@ -73,11 +73,11 @@ type ClientService interface {
 	// GetSizeContext get a size.
 	GetSizeContext(ctx context.Context, params *GetSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizeOK, error)
 
-	// ListSize list sizes visible to the caller.
-	ListSize(params *ListSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeOK, error)
+	// ListSizes list sizes visible to the caller.
+	ListSizes(params *ListSizesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizesOK, error)
 
-	// ListSizeContext list sizes visible to the caller.
-	ListSizeContext(ctx context.Context, params *ListSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeOK, error)
+	// ListSizesContext list sizes visible to the caller.
+	ListSizesContext(ctx context.Context, params *ListSizesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizesOK, error)
 
 	// UpdateSize update a size the body carries the version it read.
 	UpdateSize(params *UpdateSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizeOK, error)
@@ -274,13 +274,13 @@ func (a *Client) GetSizeContext(ctx context.Context, params *GetSizeParams, auth
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListSize lists sizes visible to the caller.
+// ListSizes lists sizes visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListSizeContext] instead.
-func (a *Client) ListSize(params *ListSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeOK, error) {
+// If you need to pass a specific context, use [Client.ListSizesContext] instead.
+func (a *Client) ListSizes(params *ListSizesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizesOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListSize(params *ListSizeParams, authInfo runtime.ClientAuthInf
 		ctx = context.Background()
 	}
 
-	return a.ListSizeContext(ctx, params, authInfo, opts...)
+	return a.ListSizesContext(ctx, params, authInfo, opts...)
 }
 
-// ListSizeContext lists sizes visible to the caller.
+// ListSizesContext lists sizes visible to the caller.
 //
-// Do not use the deprecated [ListSizeParams.Context] with this method: it would be ignored.
-func (a *Client) ListSizeContext(ctx context.Context, params *ListSizeParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeOK, error) {
+// Do not use the deprecated [ListSizesParams.Context] with this method: it would be ignored.
+func (a *Client) ListSizesContext(ctx context.Context, params *ListSizesParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizesOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListSizeParams()
+		params = NewListSizesParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listSize",
+		ID:                 "listSizes",
 		Method:             "GET",
 		PathPattern:        "/v1/size",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListSizeReader{formats: a.formats},
+		Reader:             &ListSizesReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListSizeContext(ctx context.Context, params *ListSizeParams, au
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListSizeOK)
+	success, ok := result.(*ListSizesOK)
 	if ok {
 		return success, nil
 	}
@@ -331,7 +331,7 @@ func (a *Client) ListSizeContext(ctx context.Context, params *ListSizeParams, au
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListSizeDefault)
+	unexpectedSuccess := result.(*ListSizesDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

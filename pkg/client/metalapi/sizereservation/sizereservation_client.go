@@ -55,46 +55,46 @@ type ClientOption func(*runtime.ClientOperation)
 // ClientService is the interface for Client methods.
 type ClientService interface {
 
-	// CreateSizereservation create a sizereservation.
-	CreateSizereservation(params *CreateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizereservationCreated, error)
+	// CreateSizeReservation create a sizereservation.
+	CreateSizeReservation(params *CreateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizeReservationCreated, error)
 
-	// CreateSizereservationContext create a sizereservation.
-	CreateSizereservationContext(ctx context.Context, params *CreateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizereservationCreated, error)
+	// CreateSizeReservationContext create a sizereservation.
+	CreateSizeReservationContext(ctx context.Context, params *CreateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizeReservationCreated, error)
 
-	// DeleteSizereservation delete a sizereservation.
-	DeleteSizereservation(params *DeleteSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizereservationOK, error)
+	// DeleteSizeReservation delete a sizereservation.
+	DeleteSizeReservation(params *DeleteSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizeReservationOK, error)
 
-	// DeleteSizereservationContext delete a sizereservation.
-	DeleteSizereservationContext(ctx context.Context, params *DeleteSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizereservationOK, error)
+	// DeleteSizeReservationContext delete a sizereservation.
+	DeleteSizeReservationContext(ctx context.Context, params *DeleteSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizeReservationOK, error)
 
-	// GetSizereservation get a sizereservation.
-	GetSizereservation(params *GetSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizereservationOK, error)
+	// GetSizeReservation get a sizereservation.
+	GetSizeReservation(params *GetSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizeReservationOK, error)
 
-	// GetSizereservationContext get a sizereservation.
-	GetSizereservationContext(ctx context.Context, params *GetSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizereservationOK, error)
+	// GetSizeReservationContext get a sizereservation.
+	GetSizeReservationContext(ctx context.Context, params *GetSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizeReservationOK, error)
 
-	// ListSizereservation list sizereservations visible to the caller.
-	ListSizereservation(params *ListSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizereservationOK, error)
+	// ListSizeReservations list sizereservations visible to the caller.
+	ListSizeReservations(params *ListSizeReservationsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeReservationsOK, error)
 
-	// ListSizereservationContext list sizereservations visible to the caller.
-	ListSizereservationContext(ctx context.Context, params *ListSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizereservationOK, error)
+	// ListSizeReservationsContext list sizereservations visible to the caller.
+	ListSizeReservationsContext(ctx context.Context, params *ListSizeReservationsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeReservationsOK, error)
 
-	// UpdateSizereservation update a sizereservation the body carries the version it read.
-	UpdateSizereservation(params *UpdateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizereservationOK, error)
+	// UpdateSizeReservation update a sizereservation the body carries the version it read.
+	UpdateSizeReservation(params *UpdateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizeReservationOK, error)
 
-	// UpdateSizereservationContext update a sizereservation the body carries the version it read.
-	UpdateSizereservationContext(ctx context.Context, params *UpdateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizereservationOK, error)
+	// UpdateSizeReservationContext update a sizereservation the body carries the version it read.
+	UpdateSizeReservationContext(ctx context.Context, params *UpdateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizeReservationOK, error)
 
 	SetTransport(transport runtime.ContextualTransport)
 }
 
-// CreateSizereservation creates a sizereservation.
+// CreateSizeReservation creates a sizereservation.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.CreateSizereservationContext] instead.
-func (a *Client) CreateSizereservation(params *CreateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizereservationCreated, error) {
+// If you need to pass a specific context, use [Client.CreateSizeReservationContext] instead.
+func (a *Client) CreateSizeReservation(params *CreateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizeReservationCreated, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -102,27 +102,27 @@ func (a *Client) CreateSizereservation(params *CreateSizereservationParams, auth
 		ctx = context.Background()
 	}
 
-	return a.CreateSizereservationContext(ctx, params, authInfo, opts...)
+	return a.CreateSizeReservationContext(ctx, params, authInfo, opts...)
 }
 
-// CreateSizereservationContext creates a sizereservation.
+// CreateSizeReservationContext creates a sizereservation.
 //
-// Do not use the deprecated [CreateSizereservationParams.Context] with this method: it would be ignored.
-func (a *Client) CreateSizereservationContext(ctx context.Context, params *CreateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizereservationCreated, error) {
+// Do not use the deprecated [CreateSizeReservationParams.Context] with this method: it would be ignored.
+func (a *Client) CreateSizeReservationContext(ctx context.Context, params *CreateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*CreateSizeReservationCreated, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewCreateSizereservationParams()
+		params = NewCreateSizeReservationParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "createSizereservation",
+		ID:                 "createSizeReservation",
 		Method:             "POST",
 		PathPattern:        "/v1/sizereservation",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &CreateSizereservationReader{formats: a.formats},
+		Reader:             &CreateSizeReservationReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -137,7 +137,7 @@ func (a *Client) CreateSizereservationContext(ctx context.Context, params *Creat
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*CreateSizereservationCreated)
+	success, ok := result.(*CreateSizeReservationCreated)
 	if ok {
 		return success, nil
 	}
@@ -145,18 +145,18 @@ func (a *Client) CreateSizereservationContext(ctx context.Context, params *Creat
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*CreateSizereservationDefault)
+	unexpectedSuccess := result.(*CreateSizeReservationDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// DeleteSizereservation deletes a sizereservation.
+// DeleteSizeReservation deletes a sizereservation.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.DeleteSizereservationContext] instead.
-func (a *Client) DeleteSizereservation(params *DeleteSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizereservationOK, error) {
+// If you need to pass a specific context, use [Client.DeleteSizeReservationContext] instead.
+func (a *Client) DeleteSizeReservation(params *DeleteSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizeReservationOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -164,27 +164,27 @@ func (a *Client) DeleteSizereservation(params *DeleteSizereservationParams, auth
 		ctx = context.Background()
 	}
 
-	return a.DeleteSizereservationContext(ctx, params, authInfo, opts...)
+	return a.DeleteSizeReservationContext(ctx, params, authInfo, opts...)
 }
 
-// DeleteSizereservationContext deletes a sizereservation.
+// DeleteSizeReservationContext deletes a sizereservation.
 //
-// Do not use the deprecated [DeleteSizereservationParams.Context] with this method: it would be ignored.
-func (a *Client) DeleteSizereservationContext(ctx context.Context, params *DeleteSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizereservationOK, error) {
+// Do not use the deprecated [DeleteSizeReservationParams.Context] with this method: it would be ignored.
+func (a *Client) DeleteSizeReservationContext(ctx context.Context, params *DeleteSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*DeleteSizeReservationOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewDeleteSizereservationParams()
+		params = NewDeleteSizeReservationParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "deleteSizereservation",
+		ID:                 "deleteSizeReservation",
 		Method:             "DELETE",
 		PathPattern:        "/v1/sizereservation/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &DeleteSizereservationReader{formats: a.formats},
+		Reader:             &DeleteSizeReservationReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -199,7 +199,7 @@ func (a *Client) DeleteSizereservationContext(ctx context.Context, params *Delet
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*DeleteSizereservationOK)
+	success, ok := result.(*DeleteSizeReservationOK)
 	if ok {
 		return success, nil
 	}
@@ -207,18 +207,18 @@ func (a *Client) DeleteSizereservationContext(ctx context.Context, params *Delet
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*DeleteSizereservationDefault)
+	unexpectedSuccess := result.(*DeleteSizeReservationDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// GetSizereservation gets a sizereservation.
+// GetSizeReservation gets a sizereservation.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.GetSizereservationContext] instead.
-func (a *Client) GetSizereservation(params *GetSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizereservationOK, error) {
+// If you need to pass a specific context, use [Client.GetSizeReservationContext] instead.
+func (a *Client) GetSizeReservation(params *GetSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizeReservationOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -226,27 +226,27 @@ func (a *Client) GetSizereservation(params *GetSizereservationParams, authInfo r
 		ctx = context.Background()
 	}
 
-	return a.GetSizereservationContext(ctx, params, authInfo, opts...)
+	return a.GetSizeReservationContext(ctx, params, authInfo, opts...)
 }
 
-// GetSizereservationContext gets a sizereservation.
+// GetSizeReservationContext gets a sizereservation.
 //
-// Do not use the deprecated [GetSizereservationParams.Context] with this method: it would be ignored.
-func (a *Client) GetSizereservationContext(ctx context.Context, params *GetSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizereservationOK, error) {
+// Do not use the deprecated [GetSizeReservationParams.Context] with this method: it would be ignored.
+func (a *Client) GetSizeReservationContext(ctx context.Context, params *GetSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSizeReservationOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewGetSizereservationParams()
+		params = NewGetSizeReservationParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "getSizereservation",
+		ID:                 "getSizeReservation",
 		Method:             "GET",
 		PathPattern:        "/v1/sizereservation/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &GetSizereservationReader{formats: a.formats},
+		Reader:             &GetSizeReservationReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -261,7 +261,7 @@ func (a *Client) GetSizereservationContext(ctx context.Context, params *GetSizer
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*GetSizereservationOK)
+	success, ok := result.(*GetSizeReservationOK)
 	if ok {
 		return success, nil
 	}
@@ -269,18 +269,18 @@ func (a *Client) GetSizereservationContext(ctx context.Context, params *GetSizer
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*GetSizereservationDefault)
+	unexpectedSuccess := result.(*GetSizeReservationDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListSizereservation lists sizereservations visible to the caller.
+// ListSizeReservations lists sizereservations visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListSizereservationContext] instead.
-func (a *Client) ListSizereservation(params *ListSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizereservationOK, error) {
+// If you need to pass a specific context, use [Client.ListSizeReservationsContext] instead.
+func (a *Client) ListSizeReservations(params *ListSizeReservationsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeReservationsOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -288,27 +288,27 @@ func (a *Client) ListSizereservation(params *ListSizereservationParams, authInfo
 		ctx = context.Background()
 	}
 
-	return a.ListSizereservationContext(ctx, params, authInfo, opts...)
+	return a.ListSizeReservationsContext(ctx, params, authInfo, opts...)
 }
 
-// ListSizereservationContext lists sizereservations visible to the caller.
+// ListSizeReservationsContext lists sizereservations visible to the caller.
 //
-// Do not use the deprecated [ListSizereservationParams.Context] with this method: it would be ignored.
-func (a *Client) ListSizereservationContext(ctx context.Context, params *ListSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizereservationOK, error) {
+// Do not use the deprecated [ListSizeReservationsParams.Context] with this method: it would be ignored.
+func (a *Client) ListSizeReservationsContext(ctx context.Context, params *ListSizeReservationsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSizeReservationsOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListSizereservationParams()
+		params = NewListSizeReservationsParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listSizereservation",
+		ID:                 "listSizeReservations",
 		Method:             "GET",
 		PathPattern:        "/v1/sizereservation",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListSizereservationReader{formats: a.formats},
+		Reader:             &ListSizeReservationsReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -323,7 +323,7 @@ func (a *Client) ListSizereservationContext(ctx context.Context, params *ListSiz
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListSizereservationOK)
+	success, ok := result.(*ListSizeReservationsOK)
 	if ok {
 		return success, nil
 	}
@@ -331,18 +331,18 @@ func (a *Client) ListSizereservationContext(ctx context.Context, params *ListSiz
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListSizereservationDefault)
+	unexpectedSuccess := result.(*ListSizeReservationsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// UpdateSizereservation updates a sizereservation the body carries the version it read.
+// UpdateSizeReservation updates a sizereservation the body carries the version it read.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.UpdateSizereservationContext] instead.
-func (a *Client) UpdateSizereservation(params *UpdateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizereservationOK, error) {
+// If you need to pass a specific context, use [Client.UpdateSizeReservationContext] instead.
+func (a *Client) UpdateSizeReservation(params *UpdateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizeReservationOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -350,27 +350,27 @@ func (a *Client) UpdateSizereservation(params *UpdateSizereservationParams, auth
 		ctx = context.Background()
 	}
 
-	return a.UpdateSizereservationContext(ctx, params, authInfo, opts...)
+	return a.UpdateSizeReservationContext(ctx, params, authInfo, opts...)
 }
 
-// UpdateSizereservationContext updates a sizereservation the body carries the version it read.
+// UpdateSizeReservationContext updates a sizereservation the body carries the version it read.
 //
-// Do not use the deprecated [UpdateSizereservationParams.Context] with this method: it would be ignored.
-func (a *Client) UpdateSizereservationContext(ctx context.Context, params *UpdateSizereservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizereservationOK, error) {
+// Do not use the deprecated [UpdateSizeReservationParams.Context] with this method: it would be ignored.
+func (a *Client) UpdateSizeReservationContext(ctx context.Context, params *UpdateSizeReservationParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSizeReservationOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewUpdateSizereservationParams()
+		params = NewUpdateSizeReservationParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "updateSizereservation",
+		ID:                 "updateSizeReservation",
 		Method:             "PUT",
 		PathPattern:        "/v1/sizereservation/{id}",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &UpdateSizereservationReader{formats: a.formats},
+		Reader:             &UpdateSizeReservationReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -385,7 +385,7 @@ func (a *Client) UpdateSizereservationContext(ctx context.Context, params *Updat
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*UpdateSizereservationOK)
+	success, ok := result.(*UpdateSizeReservationOK)
 	if ok {
 		return success, nil
 	}
@@ -393,7 +393,7 @@ func (a *Client) UpdateSizereservationContext(ctx context.Context, params *Updat
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*UpdateSizereservationDefault)
+	unexpectedSuccess := result.(*UpdateSizeReservationDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

@@ -73,11 +73,11 @@ type ClientService interface {
 	// GetSwitchContext get a switch.
 	GetSwitchContext(ctx context.Context, params *GetSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchOK, error)
 
-	// ListSwitch list switchs visible to the caller.
-	ListSwitch(params *ListSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchOK, error)
+	// ListSwitchs list switchs visible to the caller.
+	ListSwitchs(params *ListSwitchsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchsOK, error)
 
-	// ListSwitchContext list switchs visible to the caller.
-	ListSwitchContext(ctx context.Context, params *ListSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchOK, error)
+	// ListSwitchsContext list switchs visible to the caller.
+	ListSwitchsContext(ctx context.Context, params *ListSwitchsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchsOK, error)
 
 	// RegisterSwitch register or update a switch switch agent.
 	RegisterSwitch(params *RegisterSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*RegisterSwitchOK, error)
@@ -280,13 +280,13 @@ func (a *Client) GetSwitchContext(ctx context.Context, params *GetSwitchParams, 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
-// ListSwitch lists switchs visible to the caller.
+// ListSwitchs lists switchs visible to the caller.
 //
 // This method does not support injected context.
 // However, timeout and opentracing contexts are honored whenever enabled.
 //
-// If you need to pass a specific context, use [Client.ListSwitchContext] instead.
-func (a *Client) ListSwitch(params *ListSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchOK, error) {
+// If you need to pass a specific context, use [Client.ListSwitchsContext] instead.
+func (a *Client) ListSwitchs(params *ListSwitchsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchsOK, error) {
 	var ctx context.Context
 	if params != nil && params.inner.ctx != nil {
 		ctx = params.inner.ctx
@@ -294,27 +294,27 @@ func (a *Client) ListSwitch(params *ListSwitchParams, authInfo runtime.ClientAut
 		ctx = context.Background()
 	}
 
-	return a.ListSwitchContext(ctx, params, authInfo, opts...)
+	return a.ListSwitchsContext(ctx, params, authInfo, opts...)
 }
 
-// ListSwitchContext lists switchs visible to the caller.
+// ListSwitchsContext lists switchs visible to the caller.
 //
-// Do not use the deprecated [ListSwitchParams.Context] with this method: it would be ignored.
-func (a *Client) ListSwitchContext(ctx context.Context, params *ListSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchOK, error) {
+// Do not use the deprecated [ListSwitchsParams.Context] with this method: it would be ignored.
+func (a *Client) ListSwitchsContext(ctx context.Context, params *ListSwitchsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchsOK, error) {
 	// NOTE: parameters are not validated before sending
 	if params == nil {
-		params = NewListSwitchParams()
+		params = NewListSwitchsParams()
 	}
 
 	op := &runtime.ClientOperation{
-		ID:                 "listSwitch",
+		ID:                 "listSwitchs",
 		Method:             "GET",
 		PathPattern:        "/v1/switch",
 		ProducesMediaTypes: []string{"application/json"},
 		ConsumesMediaTypes: []string{"application/json"},
 		Schemes:            []string{"http", "https"},
 		Params:             params,
-		Reader:             &ListSwitchReader{formats: a.formats},
+		Reader:             &ListSwitchsReader{formats: a.formats},
 		AuthInfo:           authInfo,
 		Client:             params.HTTPClient,
 	}
@@ -329,7 +329,7 @@ func (a *Client) ListSwitchContext(ctx context.Context, params *ListSwitchParams
 	}
 
 	// only one success response has to be checked
-	success, ok := result.(*ListSwitchOK)
+	success, ok := result.(*ListSwitchsOK)
 	if ok {
 		return success, nil
 	}
@@ -337,7 +337,7 @@ func (a *Client) ListSwitchContext(ctx context.Context, params *ListSwitchParams
 	// unexpected success response.
 	//
 	// a default response is provided: fill this and return an error
-	unexpectedSuccess := result.(*ListSwitchDefault)
+	unexpectedSuccess := result.(*ListSwitchsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
