@@ -116,6 +116,9 @@ func (s *Service) pick(ctx context.Context, tx store.Tx, req *api.MachineAllocat
 			return nil, apierror.Invalid("machine %s is in partition %s with size %s", m.ID, m.PartitionID, m.SizeID)
 		}
 		req.PartitionID, req.SizeID = m.PartitionID, m.SizeID
+		if err := s.checkReservations(ctx, tx, req); err != nil {
+			return nil, err
+		}
 		return m, s.checkQuota(ctx, tx, req)
 	}
 	if _, err := tx.Partitions().Get(ctx, req.PartitionID); err != nil {
@@ -260,6 +263,24 @@ func (s *Service) allocatable(ctx context.Context, tx store.Tx, m *api.Machine) 
 	return nil
 }
 
+// checkReservations refuses to allocate a named machine when the allocatable machines of its size
+// are all promised to other projects' size reservations.
+func (s *Service) checkReservations(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) error {
+	reserved, err := s.reservedForOthers(ctx, tx, req)
+	if err != nil || reserved == 0 {
+		return err
+	}
+	n, err := s.countAllocatable(ctx, tx, store.Query{Partition: req.PartitionID, Key1: req.SizeID, Key2: store.MachineStatusWaiting})
+	if err != nil {
+		return err
+	}
+	if n <= reserved {
+		return fmt.Errorf("the %d allocatable machines of size %s in partition %s are reserved for other projects: %w",
+			n, req.SizeID, req.PartitionID, apierror.ErrUnavailable)
+	}
+	return nil
+}
+
 func (s *Service) checkQuota(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) error {
 	p, err := tx.Projects().Get(ctx, req.ProjectID)
 	if err != nil {
@@ -378,8 +399,7 @@ func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.Mach
 		nets = append(nets, n)
 	}
 	if private == 0 && req.AutoNetwork {
-		n, err := network.AllocatePrivate(ctx, tx, api.NetworkAllocateRequest{ProjectID: req.ProjectID, PartitionID: m.PartitionID,
-			Name: req.ProjectID + "-" + m.PartitionID})
+		n, err := s.projectNetwork(ctx, tx, req.ProjectID, m.PartitionID)
 		if err != nil {
 			return nil, err
 		}
@@ -400,6 +420,9 @@ func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.Mach
 		}
 		nets = append(nets, under[0])
 		wanted = append(wanted, api.AllocationNetwork{NetworkID: under[0].ID})
+	}
+	if err := network.CheckIPQuota(ctx, tx, req.ProjectID, len(nets)); err != nil {
+		return nil, err
 	}
 	var out []api.MachineNetwork
 	var vrf uint32
@@ -425,6 +448,19 @@ func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.Mach
 		out = append(out, mn)
 	}
 	return out, nil
+}
+
+// projectNetwork returns the project's private network in the partition, allocating it on first use.
+func (s *Service) projectNetwork(ctx context.Context, tx store.Tx, projectID, partitionID string) (*api.Network, error) {
+	nets, _, err := tx.Networks().List(ctx, store.Query{Project: projectID, Partition: partitionID, Key1: api.NetworkPrivate, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(nets) > 0 {
+		return nets[0], nil
+	}
+	return network.AllocatePrivate(ctx, tx, api.NetworkAllocateRequest{ProjectID: projectID, PartitionID: partitionID,
+		Name: projectID + "-" + partitionID})
 }
 
 // takeIPs attaches the named addresses (which the project must already own in the network and

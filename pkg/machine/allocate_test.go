@@ -532,3 +532,53 @@ func TestAllocateFindsBehindManyDead(t *testing.T) {
 		t.Fatalf("Allocate = %s, %v; want %s, the only alive machine", idOf(m), err, machineID(90))
 	}
 }
+
+// TestAllocateAutoNetworkReuses: the second auto-network allocation of a project in a partition
+// attaches the project's existing private network instead of allocating another.
+func TestAllocateAutoNetworkReuses(t *testing.T) {
+	f := newFixture(t, fixtureConfig{machines: 2})
+	req := f.req()
+	req.ProjectID, req.Networks, req.AutoNetwork = projB, nil, true
+	first, second := f.allocate(req), f.allocate(req)
+	if a, b := first.Allocation.Networks[0].NetworkID, second.Allocation.Networks[0].NetworkID; a != b {
+		t.Fatalf("auto networks %s and %s, want the project's one network twice", a, b)
+	}
+	if first.Allocation.Networks[0].IPs[0] == second.Allocation.Networks[0].IPs[0] {
+		t.Fatal("both machines got the same address")
+	}
+}
+
+// TestAllocateByIDHonoursReservations: a named machine is not handed to a project when the
+// allocatable machines of its size are promised to another project.
+func TestAllocateByIDHonoursReservations(t *testing.T) {
+	f := newFixture(t, fixtureConfig{machines: 2})
+	f.reserve("res-b", projB, 2, partitionID)
+	before := f.dump()
+	req := f.req()
+	req.MachineID = machineID(0)
+	if _, err := f.svc.Allocate(f.ctx, req, ""); !errors.Is(err, apierror.ErrUnavailable) || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("allocate a reserved machine by id for another project: %v, want unavailable", err)
+	}
+	if diff := cmp.Diff(before, f.dump()); diff != "" {
+		t.Errorf("refused allocation changed the store (-before +after):\n%s", diff)
+	}
+	req.ProjectID, req.Networks, req.AutoNetwork = projB, nil, true
+	f.allocate(req) // the holder may
+}
+
+// TestAllocateIPQuota: a machine allocation counts against the project's IP quota.
+func TestAllocateIPQuota(t *testing.T) {
+	f := newFixture(t, fixtureConfig{machines: 2})
+	one := 1
+	f.createProject("few-ips", api.Quotas{IPs: &one})
+	req := f.req()
+	req.ProjectID, req.Networks, req.AutoNetwork = "few-ips", nil, true
+	f.allocate(req)
+	before := f.dump()
+	if _, err := f.svc.Allocate(f.ctx, req, ""); !errors.Is(err, apierror.ErrUnavailable) || !strings.Contains(err.Error(), "quota of 1 ips") {
+		t.Fatalf("second allocation over the ip quota: %v, want unavailable", err)
+	}
+	if diff := cmp.Diff(before, f.dump()); diff != "" {
+		t.Errorf("refused allocation changed the store (-before +after):\n%s", diff)
+	}
+}

@@ -100,6 +100,27 @@ func AllocateIP(ctx context.Context, tx store.Tx, req api.IPAllocateRequest, mac
 	return nil, fmt.Errorf("network %s: lost too many races for a free address: %w", n.ID, store.ErrConflict)
 }
 
+// CheckIPQuota fails when the project would hold more than its IP quota after taking adding more
+// addresses. With a quota set it also touches the project, so concurrent allocations of the
+// project are serialised on every replica.
+func CheckIPQuota(ctx context.Context, tx store.Tx, projectID string, adding int) error {
+	p, err := tx.Projects().Get(ctx, projectID)
+	if err != nil {
+		return notFoundIsInvalid(err)
+	}
+	if p.Quotas.IPs == nil {
+		return nil
+	}
+	n, err := tx.IPs().Count(ctx, store.Query{Project: projectID})
+	if err != nil {
+		return err
+	}
+	if n+adding > *p.Quotas.IPs {
+		return fmt.Errorf("project %s has reached its quota of %d ips: %w", projectID, *p.Quotas.IPs, apierror.ErrUnavailable)
+	}
+	return tx.Projects().Update(ctx, p)
+}
+
 func usedAddrs(ctx context.Context, tx store.Tx, networkID string) (map[netip.Addr]struct{}, error) {
 	rows, err := tx.IPs().Rows(ctx, store.Query{Key1: networkID})
 	if err != nil {

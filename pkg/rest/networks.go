@@ -233,7 +233,7 @@ func (s *Server) allocateIP(c *call, req *api.IPAllocateRequest) (*api.IP, error
 	}
 	var ip *api.IP
 	err := s.cfg.Store.Write(c.ctx, func(tx store.Tx) error {
-		if err := ipQuota(c, tx, req.ProjectID); err != nil {
+		if err := network.CheckIPQuota(c.ctx, tx, req.ProjectID, 1); err != nil {
 			return err
 		}
 		var err error
@@ -241,24 +241,6 @@ func (s *Server) allocateIP(c *call, req *api.IPAllocateRequest) (*api.IP, error
 		return err
 	})
 	return ip, err
-}
-
-func ipQuota(c *call, tx store.Tx, project string) error {
-	p, err := tx.Projects().Get(c.ctx, project)
-	if err != nil {
-		return apierror.Invalid("project %q does not exist", project)
-	}
-	if p.Quotas.IPs == nil {
-		return nil
-	}
-	n, err := tx.IPs().Count(c.ctx, store.Query{Project: project})
-	if err != nil {
-		return err
-	}
-	if n >= *p.Quotas.IPs {
-		return fmt.Errorf("project %s has reached its quota of %d ips: %w", project, *p.Quotas.IPs, apierror.ErrUnavailable)
-	}
-	return tx.Projects().Update(c.ctx, p) // serialise against concurrent allocations
 }
 
 func (s *Server) updateIP(c *call, in *api.IP) (*api.IP, error) {

@@ -126,8 +126,8 @@ func (dialect) TryLock(ctx context.Context, tx *sql.Tx, key string) (bool, error
 	err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key).Scan(&ok)
 	return ok, err
 }
-func (dialect) IDType() string           { return `TEXT COLLATE "C"` }
-func (dialect) EchoLocally() bool        { return false }
+func (dialect) IDType() string    { return `TEXT COLLATE "C"` }
+func (dialect) EchoLocally() bool { return false }
 
 // PublishInTx sends the changes with pg_notify, which PostgreSQL delivers on commit. Payloads are
 // limited to 8000 bytes, so changes are sent in chunks.
