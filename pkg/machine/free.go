@@ -55,11 +55,8 @@ func (s *Service) Free(ctx context.Context, machineID string) (*api.Machine, err
 		if err := s.appendEvent(ctx, tx, m, api.EventRequest{Event: api.EventMachineReclaim, Message: "freed"}); err != nil {
 			return err
 		}
-		if err := s.queue(ctx, tx, m, api.BootPXE); err != nil {
-			return err
-		}
 		out = m
-		return s.queue(ctx, tx, m, api.PowerCycle)
+		return s.pxeBoot(ctx, tx, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("free machine %s: %w", machineID, err)
@@ -91,11 +88,8 @@ func (s *Service) Reinstall(ctx context.Context, machineID string, req api.Machi
 		if err := tx.Machines().Update(ctx, m); err != nil {
 			return err
 		}
-		if err := s.queue(ctx, tx, m, api.BootPXE); err != nil {
-			return err
-		}
 		out = m
-		return s.queue(ctx, tx, m, api.PowerCycle)
+		return s.pxeBoot(ctx, tx, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reinstall machine %s: %w", machineID, err)
@@ -179,6 +173,15 @@ func (s *Service) Power(ctx context.Context, machineID, command string) (*api.BM
 		return tx.BMCCommands().Create(ctx, out)
 	})
 	return out, err
+}
+
+// pxeBoot queues "boot from the network once" and a power cycle, so the machine comes back to the
+// hammer.
+func (s *Service) pxeBoot(ctx context.Context, tx store.Tx, m *api.Machine) error {
+	if err := s.queue(ctx, tx, m, api.BootPXE); err != nil {
+		return err
+	}
+	return s.queue(ctx, tx, m, api.PowerCycle)
 }
 
 func (s *Service) queue(ctx context.Context, tx store.Tx, m *api.Machine, command string) error {

@@ -243,18 +243,28 @@ func (s *Server) allocateIP(c *call, req *api.IPAllocateRequest) (*api.IP, error
 	return ip, err
 }
 
+// writableIP reads the IP of the path inside tx, hidden from other projects and writable only by
+// the project's editors.
+func writableIP(c *call, tx store.Tx) (*api.IP, error) {
+	ip, err := tx.IPs().Get(c.ctx, c.path("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !ipVisible(c, ip) {
+		return nil, notFound("ip", ip.ID)
+	}
+	if !c.p.CanWrite(ip.ProjectID) {
+		return nil, fmt.Errorf("change ip %s: %w", ip.ID, apierror.ErrForbidden)
+	}
+	return ip, nil
+}
+
 func (s *Server) updateIP(c *call, in *api.IP) (*api.IP, error) {
 	var out *api.IP
 	err := s.cfg.Store.Write(c.ctx, func(tx store.Tx) error {
-		ip, err := tx.IPs().Get(c.ctx, c.path("id"))
+		ip, err := writableIP(c, tx)
 		if err != nil {
 			return err
-		}
-		if !ipVisible(c, ip) {
-			return notFound("ip", ip.ID)
-		}
-		if !c.p.CanWrite(ip.ProjectID) {
-			return fmt.Errorf("update ip %s: %w", ip.ID, apierror.ErrForbidden)
 		}
 		if in.Version != ip.Version {
 			return fmt.Errorf("ip %s has version %d, the update was based on %d: %w", ip.ID, ip.Version, in.Version, apierror.ErrStale)
@@ -279,15 +289,9 @@ func (s *Server) updateIP(c *call, in *api.IP) (*api.IP, error) {
 func (s *Server) releaseIP(c *call, _ *none) (*api.IP, error) {
 	var out *api.IP
 	err := s.cfg.Store.Write(c.ctx, func(tx store.Tx) error {
-		ip, err := tx.IPs().Get(c.ctx, c.path("id"))
+		ip, err := writableIP(c, tx)
 		if err != nil {
 			return err
-		}
-		if !ipVisible(c, ip) {
-			return notFound("ip", ip.ID)
-		}
-		if !c.p.CanWrite(ip.ProjectID) {
-			return fmt.Errorf("release ip %s: %w", ip.ID, apierror.ErrForbidden)
 		}
 		out, err = network.ReleaseIP(c.ctx, tx, ip.ID, false)
 		return err
