@@ -31,8 +31,7 @@ build: ## build every binary into bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 .PHONY: test
-test: deps ## run every test tier (unit, store conformance on SQLite and PostgreSQL, process, fuzz seeds)
-	$(GO) vet ./...
+test: deps verify ## run every test tier (unit, store conformance on SQLite and PostgreSQL, process, fuzz seeds)
 	$(GO) test -count=1 -timeout 40m ./...
 	$(GO) test -race -count=1 -timeout 20m ./pkg/store/... ./pkg/machine/... ./pkg/rest/... ./pkg/auth/...
 	@for f in $(FUZZ); do \
