@@ -50,11 +50,15 @@ var (
 	rules      = map[string][]string{
 		// Wire types: the standard library only.
 		module + "/pkg/api": {"!std"},
-		// Partition components and the hammer never import Kubernetes or the store.
-		module + "/pkg/bootrpc":     {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/sqlite", module + "/pkg/store/postgres"},
-		module + "/cmd/metalctl":    {"k8s.io/", module + "/pkg/store/"},
-		module + "/hammer":          {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store"},
-		module + "/cmd/boot-server": {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store"},
+		// Partition components, the hammer and the installed OS's agents never import Kubernetes or
+		// a store implementation (pkg/store itself is interfaces and sentinel errors only).
+		module + "/pkg/bootrpc":         {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
+		module + "/cmd/metalctl":        {"k8s.io/", module + "/pkg/store/"},
+		module + "/hammer":              {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
+		module + "/cmd/boot-server":     {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
+		module + "/cmd/bmc-agent":       {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
+		module + "/cmd/metal-phonehome": {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
+		module + "/cmd/metal-osinit":    {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store"},
 	}
 )
 

@@ -144,6 +144,20 @@ func (s *Service) Dhcp(ctx context.Context, partitionID, mac string) (string, er
 	if err != nil {
 		return "", apierror.Invalid("mac %q: %v", mac, err)
 	}
+	// Most DHCP traffic of a fresh partition is from MACs nobody registered yet: answer those from
+	// a read transaction instead of queueing them behind writers.
+	var known bool
+	err = s.store.Read(ctx, func(tx store.Tx) error {
+		_, err := tx.Lookup(ctx, store.KindMachine, "mac:"+hw.String())
+		known = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || !known {
+		return "", err
+	}
 	var machineID string
 	err = s.store.Write(ctx, func(tx store.Tx) error {
 		id, err := tx.Lookup(ctx, store.KindMachine, "mac:"+hw.String())

@@ -53,11 +53,19 @@ func exists[T any](ctx context.Context, t store.Table[T], kind, id string) error
 	return nil
 }
 
+// validBootURL accepts an http(s) URL or an absolute path on the partition's boot-server.
+func validBootURL(field, s string) error {
+	if strings.HasPrefix(s, "/") && path.Clean(s) == s {
+		return nil
+	}
+	return validURL(field, s, "http", "https")
+}
+
 func validatePartition(_ context.Context, _ store.Tx, p, _ *api.Partition) error {
-	if err := validURL("kernel url", p.Boot.KernelURL, "http", "https"); err != nil {
+	if err := validBootURL("kernel url", p.Boot.KernelURL); err != nil {
 		return err
 	}
-	if err := validURL("initrd url", p.Boot.InitrdURL, "http", "https"); err != nil {
+	if err := validBootURL("initrd url", p.Boot.InitrdURL); err != nil {
 		return err
 	}
 	if err := validAddrs("dns servers", p.DNSServers); err != nil {
