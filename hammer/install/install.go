@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/phonehome"
 )
 
 // Paths in the installed OS that metalforge components read.
@@ -24,14 +25,6 @@ const (
 	NetworksPath  = "etc/metalforge/networks.json"
 	NTPPath       = "etc/systemd/timesyncd.conf.d/metal.conf"
 )
-
-// PhoneHome is the content of /etc/metalforge/phonehome.json: where and how the installed OS
-// reports "Phoned Home".
-type PhoneHome struct {
-	API       string `json:"api"`
-	MachineID string `json:"machineID"`
-	Token     string `json:"token"`
-}
 
 // Config is what Write needs.
 type Config struct {
@@ -86,7 +79,7 @@ func Write(cfg Config) error {
 	}
 	w.json(InstallPath, 0o600, a)
 	w.json(NetworksPath, 0o644, a.Networks)
-	w.json(PhoneHomePath, 0o600, PhoneHome{API: cfg.API, MachineID: cfg.Spec.Machine.ID, Token: cfg.Spec.PhoneHomeToken})
+	w.json(PhoneHomePath, 0o600, phonehome.File{API: cfg.API, MachineID: cfg.Spec.Machine.ID, Token: cfg.Spec.PhoneHomeToken})
 	if cfg.Fstab != "" {
 		w.file("etc/fstab", 0o644, cfg.Fstab)
 	}

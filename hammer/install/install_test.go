@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/phonehome"
 )
 
 func spec() api.InstallSpec {
@@ -77,9 +78,9 @@ func TestWrite(t *testing.T) {
 			t.Errorf("hosts lacks %q:\n%s", want, hostsFile)
 		}
 	}
-	var ph PhoneHome
+	var ph phonehome.File
 	readJSON(t, filepath.Join(target, PhoneHomePath), &ph, 0o600)
-	if ph != (PhoneHome{API: "10.0.2.2:50051", MachineID: "m1", Token: "phone-secret"}) {
+	if ph != (phonehome.File{API: "10.0.2.2:50051", MachineID: "m1", Token: "phone-secret"}) {
 		t.Errorf("phonehome = %+v", ph)
 	}
 	var alloc api.MachineAllocation

@@ -26,6 +26,7 @@ import (
 	"github.com/metalforge/metalforge/hammer/looptest"
 	"github.com/metalforge/metalforge/hammer/wipe"
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/phonehome"
 )
 
 // osImage is a tiny "OS": a kernel, an initrd and some files, as tar.zst.
@@ -157,7 +158,7 @@ func TestRunInstallLoop(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(mnt, "etc/hostname")); string(b) != "worker-7\n" {
 		t.Errorf("hostname = %q", b)
 	}
-	var ph install.PhoneHome
+	var ph phonehome.File
 	b, _ := os.ReadFile(filepath.Join(mnt, install.PhoneHomePath))
 	if err := json.Unmarshal(b, &ph); err != nil || ph.Token != "phone-home-secret" || ph.MachineID != id || ph.API != h.cfg.API {
 		t.Errorf("phonehome = %s (%v)", b, err)
