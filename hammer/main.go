@@ -25,6 +25,8 @@ import (
 	"github.com/metalforge/metalforge/hammer/netup"
 	"github.com/metalforge/metalforge/hammer/provision"
 	"github.com/metalforge/metalforge/hammer/sysinit"
+	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/bmc/inband"
 )
 
 // rebootDelay is how long a failed PID 1 waits before rebooting, so the console can be read.
@@ -123,7 +125,27 @@ func initAndRun(log **slog.Logger) error {
 	}
 	(*log).Info("network up", "leases", len(leases), "seconds", time.Since(start).Seconds())
 	cfg.LLDPDuration = 5 * time.Second
+	cfg.BMC = inbandBMC
 	return provision.Run(ctx, cfg)
+}
+
+// inbandBMC reads the machine's BMC through the kernel's IPMI device and creates (or resets) the
+// user metal-api's BMC agent logs in with. ipmi_si probes the interface after its module loaded, so
+// the device may take a moment to appear; a machine without a BMC registers none.
+func inbandBMC(ctx context.Context) (api.MachineBMC, error) {
+	var dev *inband.Device
+	var err error
+	for wait := time.Now().Add(5 * time.Second); ; {
+		if dev, err = inband.OpenDevice(); err == nil || time.Now().After(wait) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil {
+		return api.MachineBMC{}, err
+	}
+	defer dev.Close()
+	return inband.New(dev).Provision(ctx, inband.ProvisionConfig{User: "metal"})
 }
 
 // configFrom maps the kernel command line onto a provision.Config.
