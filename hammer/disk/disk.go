@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -360,13 +361,66 @@ func (r *Result) Unmount() error {
 		if m.Dir == "" {
 			continue
 		}
-		if err := unix.Unmount(m.Dir, 0); err != nil {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Dir, err))
+		if err := unmount(m.Dir); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		m.Dir = ""
 	}
 	return errors.Join(errs...)
+}
+
+// unmount unmounts dir, retrying while it is busy. A file system that stays busy is detached
+// (MNT_DETACH: gone from the tree now, released when the last user goes), after naming what holds
+// it, so that the hammer can still report and kexec.
+func unmount(dir string) error {
+	var err error
+	for i := range 10 {
+		if err = unix.Unmount(dir, 0); err == nil || !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
+	}
+	if errors.Is(err, unix.EBUSY) {
+		holders := busyHolders(dir)
+		if derr := unix.Unmount(dir, unix.MNT_DETACH); derr == nil {
+			slog.Warn("file system stayed busy, detached it", "dir", dir, "holders", holders)
+			return nil
+		}
+		return fmt.Errorf("unmount %s: %w (held by %s)", dir, err, holders)
+	}
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	return nil
+}
+
+// busyHolders lists the open files and mounts below dir, for the error message.
+func busyHolders(dir string) string {
+	var out []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, fd := range fds {
+			if t, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name())); err == nil && strings.HasPrefix(t, dir) {
+				out = append(out, "pid "+p.Name()+" fd "+t)
+			}
+		}
+		if cwd, err := os.Readlink(filepath.Join("/proc", p.Name(), "cwd")); err == nil && strings.HasPrefix(cwd, dir) {
+			out = append(out, "pid "+p.Name()+" cwd "+cwd)
+		}
+	}
+	if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil {
+		for _, l := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+				out = append(out, "mount "+f[1])
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "nothing visible"
+	}
+	return strings.Join(out, ", ")
 }
 
 // mountOptions splits options into mount flags and the file system's data string.
