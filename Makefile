@@ -10,7 +10,11 @@ GO        ?= go
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export METALFORGE_CACHE := $(CACHE)
 
-BINARIES := metal-api metalctl
+BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal-phonehome metal-ccm
+
+# Debian packages the builds, the lab and the tests need (installed by hack/deps.sh when missing).
+DEBS := protobuf-compiler postgresql qemu-system-x86 ipxe-qemu ipxe qemu-utils openipmi ipmitool \
+	kmod cpio e2fsprogs dosfstools gdisk zstd busybox-static dnsmasq-base mmdebstrap curl
 
 # Fuzz targets run for FUZZTIME each in `make test` (package:target).
 FUZZTIME ?= 10s
@@ -23,7 +27,7 @@ help: ## show the targets
 
 .PHONY: deps
 deps: ## install the Debian packages builds and tests need (idempotent)
-	@hack/deps.sh
+	@hack/deps.sh $(DEBS)
 
 .PHONY: build
 build: ## build every binary into bin/
@@ -31,7 +35,7 @@ build: ## build every binary into bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 .PHONY: test
-test: deps verify ## run every test tier (unit, store conformance on SQLite and PostgreSQL, process, fuzz seeds)
+test: deps verify kube ## run every test tier: unit, store (SQLite, PostgreSQL), kube-apiserver, netns, QEMU lab e2e, fuzz seeds
 	$(GO) test -count=1 -timeout 40m ./...
 	$(GO) test -race -count=1 -timeout 20m ./pkg/store/... ./pkg/machine/... ./pkg/rest/... ./pkg/auth/...
 	@for f in $(FUZZ); do \
@@ -40,13 +44,27 @@ test: deps verify ## run every test tier (unit, store conformance on SQLite and 
 		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+.PHONY: kube
+kube: ## build kube-apiserver and etcd for the controller tests once (cached outside the repo)
+	@hack/kube.sh >/dev/null
+
 .PHONY: bench
-bench: deps build ## print speed figures: API latency and allocation rate on SQLite and PostgreSQL
-	$(GO) run ./cmd/metal-bench $(BENCHFLAGS)
+bench: deps build ## print speed figures: API latency and allocation rate, boot-server vs dnsmasq, IPAM
+	$(BIN)/metal-bench $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench BootClients -benchtime 1x ./pkg/boot
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/ipam/
+	$(GO) test -run '^$$' -bench BenchmarkServiceIngress -benchtime 3x ./pkg/ccm
 
 .PHONY: lab
-lab: deps build ## start a local control plane with seed data from example/ (Ctrl-C stops it)
+lab: deps build ## a local bare-metal lab: netns fabric, metal-api, boot-server, bmc-agent, QEMU machines
+	$(BIN)/metal-lab up --machines $(or $(MACHINES),2)
+
+.PHONY: lab-down
+lab-down: ## remove everything make lab created
+	$(BIN)/metal-lab down
+
+.PHONY: control-plane
+control-plane: deps build ## only metal-api on embedded SQLite with example/ seed data (Ctrl-C stops it)
 	@hack/lab.sh
 
 .PHONY: generate
