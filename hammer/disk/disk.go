@@ -352,15 +352,22 @@ func (r *Result) mount(target string) error {
 	return nil
 }
 
-// Unmount syncs and unmounts everything mounted, deepest first.
+// Unmount syncs and unmounts everything mounted, deepest mount point first (whatever order the
+// layout listed the file systems in).
 func (r *Result) Unmount() error {
 	unix.Sync()
-	var errs []error
-	for i := len(r.Filesystems) - 1; i >= 0; i-- {
-		m := &r.Filesystems[i]
-		if m.Dir == "" {
-			continue
+	order := make([]int, 0, len(r.Filesystems))
+	for i, m := range r.Filesystems {
+		if m.Dir != "" {
+			order = append(order, i)
 		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return strings.Count(r.Filesystems[b].Dir, "/") - strings.Count(r.Filesystems[a].Dir, "/")
+	})
+	var errs []error
+	for _, i := range order {
+		m := &r.Filesystems[i]
 		if err := unmount(m.Dir); err != nil {
 			errs = append(errs, err)
 			continue
@@ -370,24 +377,17 @@ func (r *Result) Unmount() error {
 	return errors.Join(errs...)
 }
 
-// unmount unmounts dir, retrying while it is busy. A file system that stays busy is detached
-// (MNT_DETACH: gone from the tree now, released when the last user goes), after naming what holds
-// it, so that the hammer can still report and kexec.
+// unmount unmounts dir, retrying briefly while it is busy; an error names what holds it.
 func unmount(dir string) error {
 	var err error
-	for i := range 10 {
+	for i := range 5 {
 		if err = unix.Unmount(dir, 0); err == nil || !errors.Is(err, unix.EBUSY) {
 			break
 		}
 		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
 	}
 	if errors.Is(err, unix.EBUSY) {
-		holders := busyHolders(dir)
-		if derr := unix.Unmount(dir, unix.MNT_DETACH); derr == nil {
-			slog.Warn("file system stayed busy, detached it", "dir", dir, "holders", holders)
-			return nil
-		}
-		return fmt.Errorf("unmount %s: %w (held by %s)", dir, err, holders)
+		return fmt.Errorf("unmount %s: %w (held by %s)", dir, err, busyHolders(dir))
 	}
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", dir, err)

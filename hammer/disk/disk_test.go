@@ -167,11 +167,13 @@ func TestApplyLoop(t *testing.T) {
 			{Number: 2, Label: "swap", Size: 32, GPTType: "8200"},
 			{Number: 3, Label: "root"},
 		}}},
+		// Mount points listed before the root (as layouts often list the EFI partition first):
+		// Unmount must still go deepest first.
 		Filesystems: []api.Filesystem{
+			{Format: FormatTmpfs, Path: "/tmp", MountOptions: []string{"size=1g"}},
 			{Device: PartitionDevice(dev, 1), Format: FormatVFAT, Label: "efi", Path: "/boot/efi"},
 			{Device: PartitionDevice(dev, 2), Format: FormatSwap, Label: "swap"},
 			{Device: PartitionDevice(dev, 3), Format: FormatExt4, Label: "root", Path: "/", MountOptions: []string{"noatime"}},
-			{Format: FormatTmpfs, Path: "/tmp", MountOptions: []string{"size=1g"}},
 		},
 	}
 	// The project's host kernel has no vfat: then the EFI partition is made but not mounted.
@@ -179,7 +181,7 @@ func TestApplyLoop(t *testing.T) {
 	vfat := strings.Contains(string(fsTypes), "\tvfat\n")
 	if !vfat {
 		t.Log("kernel without vfat: the efi file system is made but not mounted")
-		l.Filesystems[0].Path = ""
+		l.Filesystems[1].Path = ""
 	}
 	target := t.TempDir()
 	// The host kernel may parse no GPTs: stand in for the partition nodes with loop slices.
@@ -226,11 +228,11 @@ func TestApplyLoop(t *testing.T) {
 	fstab := res.Fstab()
 	want := []string{
 		"UUID=" + root.UUID + " / ext4 noatime 0 1",
-		"UUID=" + res.Filesystems[1].UUID + " none swap sw 0 0",
+		"UUID=" + res.Filesystems[2].UUID + " none swap sw 0 0",
 		"tmpfs /tmp tmpfs size=1g 0 0",
 	}
 	if vfat {
-		want = append(want, "UUID="+res.Filesystems[0].UUID+" /boot/efi vfat defaults 0 2")
+		want = append(want, "UUID="+res.Filesystems[1].UUID+" /boot/efi vfat defaults 0 2")
 	}
 	for _, want := range want {
 		if !strings.Contains(fstab, want+"\n") {
