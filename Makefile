@@ -52,6 +52,7 @@ kube: ## build kube-apiserver and etcd for the controller tests once (cached out
 bench: deps build ## print speed figures: API latency and allocation rate, boot-server vs dnsmasq, IPAM
 	$(BIN)/metal-bench $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench BootClients -benchtime 1x ./pkg/boot
+	$(GO) test -run '^$$' -bench Provisioning -benchtime 1x ./pkg/lab
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/ipam/
 	$(GO) test -run '^$$' -bench BenchmarkServiceIngress -benchtime 3x ./pkg/ccm
 

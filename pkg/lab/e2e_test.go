@@ -25,7 +25,7 @@ import (
 
 // rest talks JSON to the lab's metal-api with the admin token.
 type rest struct {
-	t *testing.T
+	t testing.TB
 	l *lab.Lab
 }
 
@@ -86,7 +86,7 @@ func (r rest) events(ctx context.Context, id string) []api.ProvisioningEvent {
 
 // phases records when provisioning events first happened after a point in time.
 type phases struct {
-	t      *testing.T
+	t      testing.TB
 	r      rest
 	id     string
 	report []string
@@ -238,7 +238,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // allocate allocates the lab's machine for a project and returns when the request was made.
-func allocate(t *testing.T, ctx context.Context, r rest, project, image, userdata string) time.Time {
+func allocate(t testing.TB, ctx context.Context, r rest, project, image, userdata string) time.Time {
 	t.Helper()
 	at := time.Now()
 	var m api.Machine
@@ -254,7 +254,7 @@ func randomMarker() string {
 	return hex.EncodeToString(b)
 }
 
-func waitConsole(t *testing.T, ctx context.Context, l *lab.Lab, want string, limit time.Duration) {
+func waitConsole(t testing.TB, ctx context.Context, l *lab.Lab, want string, limit time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()

@@ -19,7 +19,7 @@ import (
 	"github.com/metalforge/metalforge/pkg/lab/netns"
 )
 
-func requireLab(t *testing.T) {
+func requireLab(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace, taps and QEMU machines")
@@ -31,7 +31,7 @@ func requireLab(t *testing.T) {
 	}
 }
 
-func testConfig(t *testing.T, machines int) lab.Config {
+func testConfig(t testing.TB, machines int) lab.Config {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return lab.Config{Name: "mflt" + hex.EncodeToString(b), Machines: machines, Dir: t.TempDir(), Images: []string{},
@@ -39,7 +39,7 @@ func testConfig(t *testing.T, machines int) lab.Config {
 }
 
 // up starts a lab and takes it down at the end of the test, checking that nothing is left.
-func up(t *testing.T, ctx context.Context, cfg lab.Config) *lab.Lab {
+func up(t testing.TB, ctx context.Context, cfg lab.Config) *lab.Lab {
 	t.Helper()
 	start := time.Now()
 	l, err := lab.Up(ctx, cfg)
