@@ -14,7 +14,8 @@ BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal
 
 # Debian packages the builds, the lab and the tests need (installed by hack/deps.sh when missing).
 DEBS := protobuf-compiler postgresql qemu-system-x86 ipxe-qemu ipxe qemu-utils openipmi ipmitool \
-	kmod cpio e2fsprogs dosfstools gdisk zstd busybox-static dnsmasq-base mmdebstrap curl
+	kmod cpio e2fsprogs dosfstools gdisk zstd busybox-static dnsmasq-base mmdebstrap curl \
+	frr frr-pythontools lldpd nftables mdadm lvm2
 
 # Fuzz targets run for FUZZTIME each in `make test` (package:target).
 FUZZTIME ?= 10s

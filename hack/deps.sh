@@ -53,7 +53,16 @@ export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0 -q)
 
 log="$(mktemp "${TMPDIR:-/tmp}/metalforge-deps.XXXXXX")"
-trap 'rm -f "${log}"' EXIT
+# Packages such as frr and lldpd would start daemons on the host when installed; the tests start
+# their own inside namespaces. A policy-rc.d that denies every start keeps the host quiet.
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [[ ! -e "${policy}" ]]; then
+	printf '#!/bin/sh\n# metalforge hack/deps.sh: no service starts while installing\nexit 101\n' | "${sudo[@]}" tee "${policy}" >/dev/null
+	"${sudo[@]}" chmod 0755 "${policy}"
+	own_policy=true
+fi
+trap 'rm -f "${log}"; if ${own_policy}; then "${sudo[@]}" rm -f "${policy}"; fi' EXIT
 
 run() {
 	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$@" >>"${log}" 2>&1 </dev/null; then
