@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh builds the hammer's boot files: the Debian kernel (vmlinuz) and an initramfs
 # (hammer-initrd.gz) whose /init is the static hammer, with the kernel modules it loads, the
-# mke2fs/mkfs.vfat/mkswap binaries and their shared libraries, and /dev/console.
+# mke2fs/mkfs.vfat/mkswap/mdadm/lvm binaries and their shared libraries, and /dev/console.
 #
 # Usage: hack/initramfs/build.sh            (run as root from anywhere in the repository)
 #   The last line on stdout is the output directory holding vmlinuz and hammer-initrd.gz.
@@ -31,6 +31,8 @@ modules=(
 	e1000e igb ixgbe tg3 ahci nvme sd_mod
 	# file systems the layouts use, and ext4's checksum driver (a soft dependency)
 	ext4 crc32c_generic crc32c_intel vfat fat nls_cp437 nls_ascii nls_iso8859_1 nls_utf8
+	# software RAID (md) and LVM (device-mapper; the linear target is part of dm_mod)
+	md_mod raid0 raid1 raid10 raid456 dm_mod
 	# in-band BMC access
 	ipmi_msghandler ipmi_devintf ipmi_si
 	# LLDP and DHCP use AF_PACKET (built into Debian's kernel; listed in case it is not)
@@ -40,7 +42,8 @@ modules=(
 modules+=(${EXTRA_MODULES:-})
 
 # Binaries the hammer runs, from the host's Debian packages.
-tools=(/usr/sbin/mke2fs /usr/sbin/mkfs.vfat /usr/sbin/mkswap)
+# lvm is the one binary behind pvcreate, vgcreate, ...; the hammer runs `lvm <command>`.
+tools=(/usr/sbin/mke2fs /usr/sbin/mkfs.vfat /usr/sbin/mkswap /usr/sbin/mdadm /usr/sbin/lvm)
 
 log() { echo "initramfs: $*" >&2; }
 die() {
@@ -53,7 +56,7 @@ repo="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
 cache="${METALFORGE_CACHE:-${HOME}/.cache/metalforge}/initramfs"
 mkdir -p "${cache}/debs"
 
-"${repo}/hack/deps.sh" cpio kmod e2fsprogs dosfstools util-linux gzip
+"${repo}/hack/deps.sh" cpio kmod e2fsprogs dosfstools util-linux gzip mdadm lvm2
 
 # kernel_version picks the kernel ABI: explicit, pinned if the mirror has it, else current.
 kernel_version() {
@@ -157,7 +160,7 @@ copy_with_libs() {
 	done
 }
 for t in "${tools[@]}"; do
-	[[ -x "${t}" ]] || die "${t} missing (e2fsprogs, dosfstools, util-linux)"
+	[[ -x "${t}" ]] || die "${t} missing (e2fsprogs, dosfstools, util-linux, mdadm, lvm2)"
 	copy_with_libs "${t}"
 done
 [[ -f /etc/mke2fs.conf ]] && cp /etc/mke2fs.conf "${root}/etc/"

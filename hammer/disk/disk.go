@@ -1,7 +1,8 @@
 // Package disk prepares the disks of a machine from an api.FilesystemLayout: GPT partition
 // tables written by this package, file systems made with the mke2fs, mkfs.vfat and mkswap
-// binaries of the initramfs, and mounts below a target directory for the image. Software RAID
-// and LVM are not supported yet and are refused at validation.
+// binaries of the initramfs, software RAID arrays made with mdadm and LVM volume groups and
+// logical volumes made with lvm (both over partitions or arrays, without udev), and mounts
+// below a target directory for the image.
 package disk
 
 import (
@@ -63,12 +64,6 @@ func PartitionDevice(disk string, n int) string {
 
 // Validate checks a layout before anything is written.
 func Validate(l api.FilesystemLayout) error {
-	switch {
-	case len(l.Raid) > 0:
-		return fmt.Errorf("layout %s: software raid: %w", l.ID, ErrUnsupported)
-	case len(l.VolumeGroups) > 0 || len(l.LogicalVolumes) > 0:
-		return fmt.Errorf("layout %s: lvm: %w", l.ID, ErrUnsupported)
-	}
 	disks := map[string]bool{}
 	devices := map[string]bool{}
 	for _, d := range l.Disks {
@@ -86,6 +81,12 @@ func Validate(l api.FilesystemLayout) error {
 			devices[PartitionDevice(d.Device, p.Number)] = true
 		}
 	}
+	for d := range disks {
+		devices[d] = true
+	}
+	if err := validateVolumes(l, devices); err != nil {
+		return err
+	}
 	paths := map[string]bool{}
 	for _, fs := range l.Filesystems {
 		switch fs.Format {
@@ -93,8 +94,8 @@ func Validate(l api.FilesystemLayout) error {
 			if fs.Device == "" {
 				return fmt.Errorf("layout %s: %s file system without a device", l.ID, fs.Format)
 			}
-			if !devices[fs.Device] && !disks[fs.Device] {
-				return fmt.Errorf("layout %s: file system device %s is not a partition or disk of the layout", l.ID, fs.Device)
+			if !devices[fs.Device] {
+				return fmt.Errorf("layout %s: file system device %s is not a partition, disk, array or logical volume of the layout", l.ID, fs.Device)
 			}
 		case FormatTmpfs:
 		default:
@@ -154,6 +155,8 @@ type Mounted struct {
 // Result is a prepared layout.
 type Result struct {
 	Filesystems []Mounted
+	// teardown deactivates the volume groups and stops the arrays Apply made.
+	teardown []Command
 }
 
 // Root is the file system mounted at /.
@@ -203,7 +206,11 @@ func Apply(ctx context.Context, l api.FilesystemLayout, opts Options) (*Result, 
 			diskOf[name], nodes[name] = d.Device, node
 		}
 	}
-	res := &Result{}
+	teardown, err := buildVolumes(ctx, l, nodes, diskOf, kept, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{teardown: teardown}
 	for _, fs := range l.Filesystems {
 		m := Mounted{Filesystem: fs, Disk: diskOf[fs.Device], Node: nodes[fs.Device]}
 		if fs.Device != "" && m.Node == "" {
@@ -217,11 +224,10 @@ func Apply(ctx context.Context, l api.FilesystemLayout, opts Options) (*Result, 
 			res.Filesystems = append(res.Filesystems, m)
 			continue
 		}
-		var err error
 		mk := fs
 		mk.Device = m.Node
 		if m.UUID, err = mkfs(ctx, mk); err != nil {
-			return nil, err
+			return nil, errors.Join(err, stopVolumes(teardown))
 		}
 		opts.Log.Info("file system made", "device", fs.Device, "format", fs.Format, "uuid", m.UUID, "path", fs.Path)
 		res.Filesystems = append(res.Filesystems, m)
@@ -353,7 +359,8 @@ func (r *Result) mount(target string) error {
 }
 
 // Unmount syncs and unmounts everything mounted, deepest mount point first (whatever order the
-// layout listed the file systems in).
+// layout listed the file systems in), then deactivates the volume groups and stops the arrays
+// Apply made, so that nothing holds the disks (a wipe opens them exclusively).
 func (r *Result) Unmount() error {
 	unix.Sync()
 	order := make([]int, 0, len(r.Filesystems))
@@ -373,6 +380,12 @@ func (r *Result) Unmount() error {
 			continue
 		}
 		m.Dir = ""
+	}
+	if len(errs) == 0 && len(r.teardown) > 0 {
+		if err := stopVolumes(r.teardown); err != nil {
+			errs = append(errs, err)
+		}
+		r.teardown = nil
 	}
 	return errors.Join(errs...)
 }

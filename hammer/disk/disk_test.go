@@ -119,8 +119,9 @@ func TestValidate(t *testing.T) {
 		layout      api.FilesystemLayout
 		unsupported bool
 	}{
-		{"raid", mod(func(l *api.FilesystemLayout) { l.Raid = []api.Raid{{ArrayName: "/dev/md0", Level: "1"}} }), true},
-		{"lvm", mod(func(l *api.FilesystemLayout) { l.VolumeGroups = []api.VolumeGroup{{Name: "vg0"}} }), true},
+		{"raid level", mod(func(l *api.FilesystemLayout) { l.Raid = []api.Raid{{ArrayName: "/dev/md0", Level: "7"}} }), true},
+		{"raid without devices", mod(func(l *api.FilesystemLayout) { l.Raid = []api.Raid{{ArrayName: "/dev/md0", Level: "1"}} }), false},
+		{"lvm without devices", mod(func(l *api.FilesystemLayout) { l.VolumeGroups = []api.VolumeGroup{{Name: "vg0"}} }), false},
 		{"xfs", mod(func(l *api.FilesystemLayout) { l.Filesystems[0].Format = "xfs" }), true},
 		{"no root", mod(func(l *api.FilesystemLayout) { l.Filesystems[0].Path = "/data" }), false},
 		{"duplicate path", mod(func(l *api.FilesystemLayout) { l.Filesystems[1].Path = "/" }), false},
@@ -262,7 +263,7 @@ func TestFstabKept(t *testing.T) {
 	if err := (&Result{}).Unmount(); err != nil {
 		t.Error(err)
 	}
-	if _, err := Apply(context.Background(), api.FilesystemLayout{Raid: []api.Raid{{}}}, Options{}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("raid layout: %v", err)
+	if _, err := Apply(context.Background(), api.FilesystemLayout{Raid: []api.Raid{{ArrayName: "/dev/md0", Level: "3"}}}, Options{}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("raid level 3: %v", err)
 	}
 }
