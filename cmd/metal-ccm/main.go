@@ -7,10 +7,14 @@
 //	  --kubeconfig=... --leader-elect=true --concurrent-service-syncs=4
 //
 // The cloud config (YAML: metalAPIURL, metalAPIToken ("@file" reads it from a file), projectID,
-// clusterID, defaultExternalNetwork, loadBalancer, namespace, peerAddress) may be replaced or
-// overridden by METAL_API_URL, METAL_API_TOKEN, METAL_PROJECT_ID, METAL_CLUSTER_ID,
-// METAL_DEFAULT_EXTERNAL_NETWORK, METAL_LOAD_BALANCER, METAL_LB_NAMESPACE, METAL_PEER_ADDRESS and
-// METAL_HOUSEKEEPING_INTERVAL.
+// clusterID, defaultExternalNetwork, loadBalancer, namespace, peerAddress, nodeTagPrefix) may be
+// replaced or overridden by METAL_API_URL, METAL_API_TOKEN, METAL_PROJECT_ID, METAL_CLUSTER_ID,
+// METAL_DEFAULT_EXTERNAL_NETWORK, METAL_LOAD_BALANCER, METAL_LB_NAMESPACE, METAL_PEER_ADDRESS,
+// METAL_NODE_TAG_PREFIX and METAL_HOUSEKEEPING_INTERVAL.
+//
+// metal-housekeeping sets the cluster tag cluster.metalforge.io/id=<clusterID> on the machine of
+// every Node, copies the Node's labels under nodeTagPrefix (default tag.metalforge.io/) to machine
+// tags, and the machine's other key=value tags, size, partition, rack and ASN to node labels.
 package main
 
 import (

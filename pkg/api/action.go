@@ -54,6 +54,11 @@ type MachineFindRequest struct {
 	Cursor      string   `json:"cursor,omitempty"`
 }
 
+// MachineTagsRequest replaces the tags of a machine (e.g. the cluster a node belongs to).
+type MachineTagsRequest struct {
+	Tags []string `json:"tags"`
+}
+
 // MachineStateRequest sets the operator state (lock/taint/clear).
 type MachineStateRequest struct {
 	Value       string `json:"value"`

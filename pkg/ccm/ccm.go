@@ -3,7 +3,7 @@
 // metal://<partition>/<machine-id>, zone = partition, instance type = size, addresses from the
 // allocation's networks); LoadBalancer allocates Service IPs from metal-api in the cluster's project
 // and writes the BGP announcement config for MetalLB or Cilium; housekeeping keeps node labels in
-// step with the machines.
+// step with the machines and the machines' tags in step with the nodes.
 //
 // The upstream service, node and node-lifecycle controllers drive the interfaces: cmd/metal-ccm
 // runs them through k8s.io/cloud-provider/app (flags, leader election, /metrics), Run starts them
@@ -53,6 +53,8 @@ const (
 	LabelRack      = "machine.metalforge.io/rack"
 	LabelSize      = "machine.metalforge.io/size"
 	LabelPartition = "machine.metalforge.io/partition"
+	// DefaultNodeTagPrefix starts the node labels that become machine tags (Config.NodeTagPrefix).
+	DefaultNodeTagPrefix = "tag.metalforge.io/"
 	// LabelManagedBy marks the load balancer config objects metal-ccm owns (and prunes).
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	managedBy      = "metal-ccm"

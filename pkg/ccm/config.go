@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -30,6 +31,11 @@ type Config struct {
 	// PeerAddress is the BGP peer of every node's speaker: the FRR on the machine itself
 	// (default 127.0.0.1), which announces the addresses to the leaves.
 	PeerAddress string `json:"peerAddress"`
+	// NodeTagPrefix: node labels whose key starts with it are owned by the Node and copied to its
+	// machine as key=value tags (default tag.metalforge.io/, so the label tag.metalforge.io/team=blue
+	// becomes the tag tag.metalforge.io/team=blue). Machine tags under the prefix that the Node does
+	// not carry are removed; every other key=value tag is owned by the machine and becomes a label.
+	NodeTagPrefix string `json:"nodeTagPrefix"`
 	// HousekeepingInterval is how often node labels and the load balancer config are re-synced
 	// (default 1m; METAL_HOUSEKEEPING_INTERVAL).
 	HousekeepingInterval time.Duration `json:"-"`
@@ -47,6 +53,9 @@ func (c *Config) Defaults() {
 	}
 	if c.PeerAddress == "" {
 		c.PeerAddress = "127.0.0.1"
+	}
+	if c.NodeTagPrefix == "" {
+		c.NodeTagPrefix = DefaultNodeTagPrefix
 	}
 	if c.HousekeepingInterval == 0 {
 		c.HousekeepingInterval = time.Minute
@@ -73,6 +82,19 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("load balancer backend %q is not metallb, cilium or none", c.LoadBalancer)
 	}
+	return validTagPrefix(c.NodeTagPrefix)
+}
+
+// validTagPrefix: the prefix starts label keys, and does not take over a key the machine owns.
+func validTagPrefix(p string) error {
+	if errs := validation.IsQualifiedName(p + "x"); len(errs) > 0 {
+		return fmt.Errorf("node tag prefix %q does not start a label key: %s", p, strings.Join(errs, "; "))
+	}
+	for _, k := range []string{LabelASN, LabelRack, LabelSize, LabelPartition, strings.TrimSuffix(TagCluster, "=")} {
+		if strings.HasPrefix(k, p) {
+			return fmt.Errorf("node tag prefix %q covers the machine's label %s", p, k)
+		}
+	}
 	return nil
 }
 
@@ -92,6 +114,7 @@ func envKeys() []envKey {
 		{"METAL_LOAD_BALANCER", func(c *Config, v string) error { c.LoadBalancer = v; return nil }},
 		{"METAL_LB_NAMESPACE", func(c *Config, v string) error { c.Namespace = v; return nil }},
 		{"METAL_PEER_ADDRESS", func(c *Config, v string) error { c.PeerAddress = v; return nil }},
+		{"METAL_NODE_TAG_PREFIX", func(c *Config, v string) error { c.NodeTagPrefix = v; return nil }},
 		{"METAL_HOUSEKEEPING_INTERVAL", func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.HousekeepingInterval = d

@@ -33,13 +33,26 @@ import (
 // remove them when the machine loses the tag.
 const AnnotationLabels = "machine.metalforge.io/labels"
 
-// ReasonNoClusterTag is the Event on a Node whose machine lacks the cluster tag.
-const ReasonNoClusterTag = "MachineWithoutClusterTag"
+// Events on a Node about its machine's tags.
+const (
+	// ReasonTagsSet: housekeeping replaced the machine's tags (cluster tag, node-owned tags).
+	ReasonTagsSet = "MachineTagsSet"
+	// ReasonOtherCluster: the machine carries another cluster's tag; housekeeping leaves its tags alone.
+	ReasonOtherCluster = "MachineOfOtherCluster"
+)
 
-// Housekeeping keeps node labels in step with the machines: ASN, rack, size and partition, and every
-// machine tag of the form key=value that is a valid label. It also warns (Event on the Node) about
-// machines without the cluster's tag: metal-api has no call to add a tag to an allocated machine,
-// the tag is set when the machine is allocated for the cluster.
+// maxTagLen is the longest tag metal-api takes.
+const maxTagLen = 253
+
+// Housekeeping keeps Nodes and their machines in step. Every key has one owner, so that the two
+// directions never undo each other:
+//
+//   - the machine owns ASN, rack, size and partition, and every key=value tag whose key is a valid
+//     label key outside Config.NodeTagPrefix: they become node labels (edits on the Node are reverted);
+//   - the Node owns the labels under Config.NodeTagPrefix: the machine's tags under the prefix are
+//     exactly those labels as key=value (a tag under the prefix without its label is removed);
+//   - every machine backing a Node carries the cluster tag cluster.metalforge.io/id=<cluster>,
+//     unless it carries another cluster's tag: then housekeeping warns and does not touch its tags.
 type Housekeeping struct {
 	c        *Cloud
 	kube     kubernetes.Interface
@@ -149,11 +162,10 @@ func (h *Housekeeping) sync(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(m.Tags, h.c.metal.clusterTag()) && h.recorder != nil {
-		h.recorder.Eventf(node, corev1.EventTypeWarning, ReasonNoClusterTag,
-			"Machine %s lacks the tag %s: allocate the cluster's machines with it", m.ID, h.c.metal.clusterTag())
+	if m, err = h.syncTags(ctx, node, m); err != nil {
+		return err
 	}
-	patch, ok := labelPatch(node, desiredLabels(m))
+	patch, ok := labelPatch(node, desiredLabels(m, h.c.cfg.NodeTagPrefix), h.c.cfg.NodeTagPrefix)
 	if !ok {
 		return nil
 	}
@@ -164,12 +176,83 @@ func (h *Housekeeping) sync(ctx context.Context, name string) error {
 	return nil
 }
 
-// desiredLabels: the machine labels plus its key=value tags that are valid labels.
-func desiredLabels(m *wire.Machine) map[string]string {
+// syncTags gives the machine the cluster tag and the node's tags, and returns it as it is now.
+func (h *Housekeeping) syncTags(ctx context.Context, node *corev1.Node, m *wire.Machine) (*wire.Machine, error) {
+	cluster := h.c.metal.clusterTag()
+	if other := otherCluster(m.Tags, cluster); other != "" {
+		h.event(node, corev1.EventTypeWarning, ReasonOtherCluster,
+			"Machine %s carries %s, not %s: its tags are left alone", m.ID, other, cluster)
+		return m, nil
+	}
+	want, skipped := desiredTags(m.Tags, node.Labels, cluster, h.c.cfg.NodeTagPrefix)
+	for _, k := range skipped {
+		h.log.Info("node label too long for a machine tag", "node", node.Name, "label", k)
+	}
+	if slices.Equal(want, normalTags(m.Tags)) {
+		return m, nil
+	}
+	// metal-api replaces the tags without a version check: the read above is the base, taken just
+	// before; a change another writer makes in between is overwritten (metal-api has no If-Match).
+	got, err := h.c.metal.setMachineTags(ctx, m.ID, want)
+	if err != nil {
+		return nil, err
+	}
+	h.log.V(1).Info("set machine tags", "node", node.Name, "machine", m.ID, "tags", want)
+	h.event(node, corev1.EventTypeNormal, ReasonTagsSet, "Machine %s tags set to %s", m.ID, strings.Join(want, ","))
+	return got, nil
+}
+
+func (h *Housekeeping) event(node *corev1.Node, typ, reason, msg string, args ...any) {
+	if h.recorder != nil {
+		h.recorder.Eventf(node, typ, reason, msg, args...)
+	}
+}
+
+// otherCluster returns a cluster tag of the tags that is not ours, or "".
+func otherCluster(tags []string, ours string) string {
+	for _, t := range tags {
+		if strings.HasPrefix(t, TagCluster) && t != ours {
+			return t
+		}
+	}
+	return ""
+}
+
+// normalTags are tags sorted and without duplicates, as metal-api stores them.
+func normalTags(tags []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(tags)))
+}
+
+// desiredTags are the machine's tags outside the prefix, the cluster tag and the node's labels under
+// the prefix as key=value; skipped lists the labels too long for a tag.
+func desiredTags(tags []string, labels map[string]string, cluster, prefix string) (want, skipped []string) {
+	for _, t := range tags {
+		if !strings.HasPrefix(t, prefix) {
+			want = append(want, t)
+		}
+	}
+	want = append(want, cluster)
+	for k, v := range labels {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if t := k + "=" + v; len(t) <= maxTagLen {
+			want = append(want, t)
+		} else {
+			skipped = append(skipped, k)
+		}
+	}
+	slices.Sort(skipped)
+	return normalTags(want), skipped
+}
+
+// desiredLabels: the machine labels plus its key=value tags that are valid labels, except those
+// under the prefix (the Node owns them).
+func desiredLabels(m *wire.Machine, prefix string) map[string]string {
 	want := map[string]string{}
 	for _, t := range m.Tags {
 		k, v, ok := strings.Cut(t, "=")
-		if ok && len(validation.IsQualifiedName(k)) == 0 && len(validation.IsValidLabelValue(v)) == 0 {
+		if ok && !strings.HasPrefix(k, prefix) && len(validation.IsQualifiedName(k)) == 0 && len(validation.IsValidLabelValue(v)) == 0 {
 			want[k] = v
 		}
 	}
@@ -178,8 +261,9 @@ func desiredLabels(m *wire.Machine) map[string]string {
 }
 
 // labelPatch is the merge patch that makes the node carry want and drops the labels set before
-// (listed in AnnotationLabels) that want no longer has; ok is false when nothing changes.
-func labelPatch(node *corev1.Node, want map[string]string) ([]byte, bool) {
+// (listed in AnnotationLabels) that want no longer has, except those under the prefix (after a
+// change of the prefix they belong to the Node); ok is false when nothing changes.
+func labelPatch(node *corev1.Node, want map[string]string, prefix string) ([]byte, bool) {
 	set := map[string]any{}
 	for k, v := range want {
 		if cur, ok := node.Labels[k]; !ok || cur != v {
@@ -187,7 +271,7 @@ func labelPatch(node *corev1.Node, want map[string]string) ([]byte, bool) {
 		}
 	}
 	for _, k := range strings.Split(node.Annotations[AnnotationLabels], ",") {
-		if _, keep := want[k]; k != "" && !keep {
+		if _, keep := want[k]; k != "" && !keep && !strings.HasPrefix(k, prefix) {
 			if _, has := node.Labels[k]; has {
 				set[k] = nil
 			}

@@ -101,42 +101,51 @@ func (m *metal) partition(ctx context.Context, id string) (*wire.Partition, erro
 
 // serviceIPs returns the cluster's IPs tagged for a service.
 func (m *metal) serviceIPs(ctx context.Context, serviceTag string) ([]*wire.IP, error) {
-	r, err := m.api.IP.FindIPsContext(ctx, ipops.NewFindIPsParams().
-		WithBody(&wire.IPFindRequest{ProjectID: m.project, Tag: serviceTag}), nil)
+	ips, err := m.findIPs(ctx, serviceTag)
 	if err != nil {
-		return nil, apiErr("find ips tagged "+serviceTag, err)
+		return nil, err
 	}
-	var out []*wire.IP
-	for _, ip := range r.Payload.Items {
-		if slices.Contains(ip.Tags, m.clusterTag()) {
-			out = append(out, ip)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(ips, func(ip *wire.IP) bool { return !slices.Contains(ip.Tags, m.clusterTag()) }), nil
 }
 
 // clusterIPs returns every IP of the project tagged with the cluster and some service.
 func (m *metal) clusterIPs(ctx context.Context) ([]*wire.IP, error) {
+	ips, err := m.findIPs(ctx, m.clusterTag())
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(ips, func(ip *wire.IP) bool { return serviceOf(ip) == "" }), nil
+}
+
+// findIPs returns the project's IPs with a tag, over all pages of the find.
+func (m *metal) findIPs(ctx context.Context, tag string) ([]*wire.IP, error) {
 	var out []*wire.IP
 	limit := int64(1000)
 	var cursor *string
 	for range 10_000 {
-		r, err := m.api.IP.ListIPsContext(ctx, ipops.NewListIPsParams().WithLimit(&limit).WithCursor(cursor), nil)
+		r, err := m.api.IP.FindIPsContext(ctx, ipops.NewFindIPsParams().WithLimit(&limit).WithCursor(cursor).
+			WithBody(&wire.IPFindRequest{ProjectID: m.project, Tag: tag}), nil)
 		if err != nil {
-			return nil, apiErr("list ips", err)
+			return nil, apiErr("find ips tagged "+tag, err)
 		}
-		for _, ip := range r.Payload.Items {
-			if ip.ProjectID == m.project && slices.Contains(ip.Tags, m.clusterTag()) && serviceOf(ip) != "" {
-				out = append(out, ip)
-			}
-		}
+		out = append(out, r.Payload.Items...)
 		if r.Payload.Next == "" {
 			return out, nil
 		}
 		next := r.Payload.Next
 		cursor = &next
 	}
-	return nil, errors.New("list ips: more than 10,000 pages")
+	return nil, fmt.Errorf("find ips tagged %s: more than 10,000 pages", tag)
+}
+
+// setMachineTags replaces the tags of one of the project's machines and returns the machine.
+func (m *metal) setMachineTags(ctx context.Context, id string, tags []string) (*wire.Machine, error) {
+	r, err := m.api.Machine.SetMachineTagsContext(ctx, machineops.NewSetMachineTagsParams().WithID(id).
+		WithBody(&wire.MachineTagsRequest{Tags: tags}), nil)
+	if err != nil {
+		return nil, apiErr("set tags of machine "+id, err)
+	}
+	return r.Payload, nil
 }
 
 // serviceOf returns the namespace/name of the service tag of an IP, or "".

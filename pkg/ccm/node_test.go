@@ -1,6 +1,7 @@
 package ccm_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/metalforge/metalforge/pkg/ccm"
@@ -173,5 +175,94 @@ func TestInstanceMetadataOfForeignMachine(t *testing.T) {
 	bad.Spec.ProviderID = "aws:///eu-central-1a/i-123"
 	if _, err := inst.InstanceExists(ctx, bad); err == nil {
 		t.Error("InstanceExists with a foreign provider id: no error")
+	}
+}
+
+// machineTags reads the machine's tags from metal-api.
+func (f *fixture) machineTags(id string) []string {
+	f.t.Helper()
+	r, err := f.editor.Machine.GetMachineContext(f.t.Context(), machineops.NewGetMachineParams().WithID(id), nil)
+	check(f.t, err)
+	return r.Payload.Tags
+}
+
+func (f *fixture) setMachineTags(id string, tags ...string) {
+	f.t.Helper()
+	_, err := f.editor.Machine.SetMachineTagsContext(f.t.Context(), machineops.NewSetMachineTagsParams().WithID(id).
+		WithBody(&wire.MachineTagsRequest{Tags: tags}), nil)
+	check(f.t, err)
+}
+
+// patchLabel sets (value non-nil) or removes a node label.
+func patchLabel(t testing.TB, node, key string, value *string) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{key: value}}})
+	check(t, err)
+	_, err = env.Kube.CoreV1().Nodes().Patch(t.Context(), node, types.MergePatchType, b, metav1.PatchOptions{})
+	check(t, err)
+}
+
+func TestMachineTags(t *testing.T) {
+	f := newFixture(t, ccm.BackendNone)
+	ctx := t.Context()
+	cluster := ccm.TagCluster + f.cluster
+	app := ccm.DefaultNodeTagPrefix + "app"
+	m := f.machine(4, "node-t", "rack-1")
+	// A machine that lost its cluster tag, with tags of its own and a stale one under the prefix that
+	// no label backs.
+	f.setMachineTags(m.ID, "team=blue", "inventory:4711", ccm.DefaultNodeTagPrefix+"stale=1")
+	newNode(t, "node-t", ccm.ProviderID(part, m.ID))
+
+	want := []string{cluster, "inventory:4711", "team=blue"}
+	waitFor(t, 15*time.Second, "cluster tag on the machine", func() (bool, error) {
+		return slices.Equal(f.machineTags(m.ID), want), nil
+	})
+	waitFor(t, 10*time.Second, "machine tag as node label", func() (bool, error) {
+		return getNode(t, "node-t").Labels["team"] == "blue", nil
+	})
+
+	// A label under the prefix becomes a tag; the machine's other tags stay.
+	db := "db"
+	patchLabel(t, "node-t", app, &db)
+	want = []string{cluster, "inventory:4711", app + "=db", "team=blue"}
+	waitFor(t, 10*time.Second, "node label as machine tag", func() (bool, error) {
+		return slices.Equal(f.machineTags(m.ID), want), nil
+	})
+	// The machine owns team: a node edit is reverted, not copied to the machine.
+	red := "red"
+	patchLabel(t, "node-t", "team", &red)
+	waitFor(t, 10*time.Second, "team label reverted", func() (bool, error) {
+		return getNode(t, "node-t").Labels["team"] == "blue", nil
+	})
+	// No ping-pong: once converged, neither side changes any more.
+	tags, labels := f.machineTags(m.ID), getNode(t, "node-t").Labels
+	time.Sleep(2 * time.Second)
+	if diff := cmp.Diff(want, f.machineTags(m.ID)); diff != "" || !slices.Equal(tags, want) {
+		t.Errorf("machine tags moved after converging (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(labels, getNode(t, "node-t").Labels); diff != "" {
+		t.Errorf("node labels moved after converging (-before +after):\n%s", diff)
+	}
+
+	// Removing the label removes the tag, and only it.
+	patchLabel(t, "node-t", app, nil)
+	want = []string{cluster, "inventory:4711", "team=blue"}
+	waitFor(t, 10*time.Second, "tag removed with the label", func() (bool, error) {
+		return slices.Equal(f.machineTags(m.ID), want), nil
+	})
+
+	// A machine of another cluster keeps its tags; the Node gets a warning.
+	mo := f.machine(5, "node-o", "rack-1")
+	other := ccm.TagCluster + "another-cluster"
+	f.setMachineTags(mo.ID, other, "team=green")
+	newNode(t, "node-o", ccm.ProviderID(part, mo.ID))
+	patchLabel(t, "node-o", app, &db)
+	waitFor(t, 15*time.Second, "warning about the other cluster", func() (bool, error) {
+		ev, err := env.Kube.CoreV1().Events("").List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.name=node-o,reason=" + ccm.ReasonOtherCluster})
+		return err == nil && len(ev.Items) > 0, err
+	})
+	if diff := cmp.Diff([]string{other, "team=green"}, f.machineTags(mo.ID)); diff != "" {
+		t.Errorf("tags of the other cluster's machine (-want +got):\n%s", diff)
 	}
 }

@@ -3,6 +3,7 @@ package ccm
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -109,32 +110,148 @@ func TestRegion(t *testing.T) {
 
 func TestDesiredLabels(t *testing.T) {
 	m := &wire.Machine{ID: "m", PartitionID: "fra-equ01", SizeID: "c1-large", RackID: "rack 7",
-		Tags: []string{"team=blue", "no-value", "bad key=x", "cluster.metalforge.io/id=c1", "x=" + strings.Repeat("v", 64)},
+		Tags: []string{"team=blue", "no-value", "bad key=x", "cluster.metalforge.io/id=c1", "x=" + strings.Repeat("v", 64),
+			DefaultNodeTagPrefix + "owner=node"},
 		Allocation: &wire.MachineAllocation{Networks: []*wire.MachineNetwork{
 			{NetworkID: "internet", ASN: 0}, {NetworkID: "private", Private: true, ASN: 4200000001}}}}
 	want := map[string]string{
 		"team": "blue", "cluster.metalforge.io/id": "c1",
 		LabelSize: "c1-large", LabelPartition: "fra-equ01", LabelASN: "4200000001",
-		// "rack 7" is no label value: left out.
+		// "rack 7" is no label value: left out; the node owns tag.metalforge.io/owner.
 	}
-	if diff := cmp.Diff(want, desiredLabels(m)); diff != "" {
+	if diff := cmp.Diff(want, desiredLabels(m, DefaultNodeTagPrefix)); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
 }
 
 func TestLabelPatch(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Labels:      map[string]string{"a": "1", "old": "x", "user": "u"},
-		Annotations: map[string]string{AnnotationLabels: "a,old"},
+		Labels:      map[string]string{"a": "1", "old": "x", "user": "u", "p/mine": "y"},
+		Annotations: map[string]string{AnnotationLabels: "a,old,p/mine"},
 	}}
-	p, ok := labelPatch(node, map[string]string{"a": "1", "b": "2"})
+	p, ok := labelPatch(node, map[string]string{"a": "1", "b": "2"}, "p/")
 	if !ok || string(p) != `{"metadata":{"annotations":{"machine.metalforge.io/labels":"a,b"},"labels":{"b":"2","old":null}}}` {
 		t.Errorf("patch %s, %v", p, ok)
 	}
 	node.Labels = map[string]string{"a": "1", "b": "2", "user": "u"}
 	node.Annotations[AnnotationLabels] = "a,b"
-	if p, ok := labelPatch(node, map[string]string{"a": "1", "b": "2"}); ok {
+	if p, ok := labelPatch(node, map[string]string{"a": "1", "b": "2"}, "p/"); ok {
 		t.Errorf("patch %s for a node that is up to date", p)
+	}
+}
+
+func TestDesiredTags(t *testing.T) {
+	const prefix, cluster = DefaultNodeTagPrefix, "cluster.metalforge.io/id=c1"
+	long := strings.Repeat("v", 63)
+	longPrefix := strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + ".example.com/" // 141 characters
+	for _, tc := range []struct {
+		name       string
+		prefix     string
+		tags       []string
+		labels     map[string]string
+		want, skip []string
+	}{
+		{name: "cluster tag added, others kept", tags: []string{"team=blue", "free form"},
+			want: []string{cluster, "free form", "team=blue"}},
+		{name: "node labels under the prefix become tags", tags: []string{cluster},
+			labels: map[string]string{prefix + "app": "db", "team": "red", "kubernetes.io/hostname": "n"},
+			want:   []string{cluster, prefix + "app=db"}},
+		{name: "tags under the prefix without a label go", tags: []string{cluster, prefix + "old=1", prefix + "app=web"},
+			labels: map[string]string{prefix + "app": "db"},
+			want:   []string{cluster, prefix + "app=db"}},
+		{name: "too long for a tag", prefix: longPrefix, tags: []string{cluster},
+			labels: map[string]string{longPrefix + strings.Repeat("k", 63): long, longPrefix + "ok": ""},
+			want:   []string{cluster, longPrefix + "ok="}, skip: []string{longPrefix + strings.Repeat("k", 63)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := prefix
+			if tc.prefix != "" {
+				p = tc.prefix
+			}
+			if err := validTagPrefix(p); err != nil {
+				t.Fatal(err)
+			}
+			got, skipped := desiredTags(tc.tags, tc.labels, cluster, p)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("tags (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.skip, skipped); diff != "" {
+				t.Errorf("skipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestNoPingPong applies both directions until nothing changes: one round each converges, and the
+// second round changes neither the machine nor the node.
+func TestNoPingPong(t *testing.T) {
+	const prefix, cluster = DefaultNodeTagPrefix, "cluster.metalforge.io/id=c1"
+	m := &wire.Machine{ID: "m", PartitionID: "p", SizeID: "s", RackID: "r1",
+		Tags:       []string{"team=blue", prefix + "stale=1", "note=has space?"},
+		Allocation: &wire.MachineAllocation{}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n",
+		Labels:      map[string]string{"team": "red", prefix + "app": "db", LabelRack: "wrong", "user": "u"},
+		Annotations: map[string]string{}}}
+	apply := func() (tagsChanged, labelsChanged bool) {
+		tags, _ := desiredTags(m.Tags, node.Labels, cluster, prefix)
+		if !slices.Equal(tags, normalTags(m.Tags)) {
+			m.Tags, tagsChanged = tags, true
+		}
+		p, ok := labelPatch(node, desiredLabels(m, prefix), prefix)
+		if ok {
+			var patch struct {
+				Metadata struct {
+					Labels      map[string]*string `json:"labels"`
+					Annotations map[string]string  `json:"annotations"`
+				} `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(p, &patch); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range patch.Metadata.Labels {
+				if v == nil {
+					delete(node.Labels, k)
+				} else {
+					node.Labels[k] = *v
+				}
+			}
+			maps.Copy(node.Annotations, patch.Metadata.Annotations)
+		}
+		return tagsChanged, ok
+	}
+	if tc, lc := apply(); !tc || !lc {
+		t.Fatalf("first round changed tags %v, labels %v; want both", tc, lc)
+	}
+	if tc, lc := apply(); tc || lc {
+		t.Errorf("second round changed tags %v, labels %v; want neither", tc, lc)
+	}
+	wantTags := []string{cluster, "note=has space?", prefix + "app=db", "team=blue"}
+	if diff := cmp.Diff(wantTags, m.Tags); diff != "" {
+		t.Errorf("machine tags (-want +got):\n%s", diff)
+	}
+	wantLabels := map[string]string{"team": "blue", prefix + "app": "db", LabelRack: "r1", "user": "u",
+		LabelSize: "s", LabelPartition: "p", "cluster.metalforge.io/id": "c1"}
+	if diff := cmp.Diff(wantLabels, node.Labels); diff != "" {
+		t.Errorf("node labels (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidTagPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{DefaultNodeTagPrefix, true},
+		{"metalforge.io/tag.", true},
+		{"example.com/", true},
+		{"machine.metalforge.io/", false}, // the machine's labels
+		{"cluster.metalforge.io/", false}, // the cluster tag
+		{"bad prefix/", false},
+		{"a/b/", false},
+	} {
+		if err := validTagPrefix(tc.prefix); (err == nil) != tc.ok {
+			t.Errorf("validTagPrefix(%q) = %v, want ok %v", tc.prefix, err, tc.ok)
+		}
 	}
 }
 

@@ -281,6 +281,17 @@ var steps = []step{
 			PartitionID: part, RackID: "r1", OS: &wire.SwitchOS{Vendor: "SONiC", Version: "202311"},
 			Ports: []*wire.SwitchPort{{Name: "swp1", MAC: "aa:bb:cc:00:01:01"}}}), nil)
 	}},
+	{"getSwitchDesired", func(f *fixture) (any, error) {
+		return f.c.SwitchOperations.GetSwitchDesiredContext(f.ctx(), sw.NewGetSwitchDesiredParams().WithID("leaf02"), nil)
+	}},
+	{"reportSwitchSync", func(f *fixture) (any, error) {
+		r, err := f.c.SwitchOperations.ReportSwitchSyncContext(f.ctx(), sw.NewReportSwitchSyncParams().WithID("leaf02").
+			WithBody(&wire.SwitchSyncReport{Duration: int64(time.Second)}), nil)
+		if err == nil {
+			f.check(r.Payload.LastSync != nil, "last sync %+v", r.Payload.LastSync)
+		}
+		return r, err
+	}},
 
 	// Networks and IPs.
 	{"createNetwork", createNetwork(&wire.Network{ID: "tenant-super", Type: "super", Prefixes: []string{"10.128.0.0/14"},
@@ -454,6 +465,14 @@ var steps = []step{
 			WithBody(&wire.MachineStateRequest{}), nil)
 		if err == nil {
 			f.check(r.Payload.State.Value == "", "state %+v", r.Payload.State)
+		}
+		return r, err
+	}},
+	{"setMachineTags", func(f *fixture) (any, error) {
+		r, err := f.c.Machine.SetMachineTagsContext(f.ctx(), machine.NewSetMachineTagsParams().WithID(f.machine).
+			WithBody(&wire.MachineTagsRequest{Tags: []string{"cluster.metalforge.io/id=c1", "a=b", "a=b"}}), nil)
+		if err == nil {
+			f.check(len(r.Payload.Tags) == 2 && r.Payload.Tags[0] == "a=b", "tags %v", r.Payload.Tags)
 		}
 		return r, err
 	}},

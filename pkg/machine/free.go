@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/apierror"
@@ -109,6 +110,19 @@ func (s *Service) SetState(ctx context.Context, machineID string, req api.Machin
 	}
 	return s.update(ctx, machineID, func(m *api.Machine) error {
 		m.State = api.MachineState{Value: req.Value, Description: req.Description}
+		return nil
+	})
+}
+
+// SetTags replaces the tags of a machine; each tag is a non-empty string without spaces.
+func (s *Service) SetTags(ctx context.Context, machineID string, tags []string) (*api.Machine, error) {
+	for _, t := range tags {
+		if t == "" || strings.ContainsAny(t, " \t\n") || len(t) > 253 {
+			return nil, apierror.Invalid("tag %q must be 1-253 characters without blanks", t)
+		}
+	}
+	return s.update(ctx, machineID, func(m *api.Machine) error {
+		m.Tags = slices.Compact(slices.Sorted(slices.Values(tags)))
 		return nil
 	})
 }

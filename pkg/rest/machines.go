@@ -18,6 +18,7 @@ func (s *Server) machineRoutes() []route {
 		op("POST", "/v1/machine/allocate", "allocateMachine", "Allocate a machine to a project", user, s.allocateMachine).created(),
 		op("POST", "/v1/machine/{id}/free", "freeMachine", "Free a machine: release its addresses, wipe and reuse it", user, s.freeMachine),
 		op("POST", "/v1/machine/{id}/reinstall", "reinstallMachine", "Reinstall a machine with another image, keeping data disks", user, s.reinstallMachine),
+		op("PUT", "/v1/machine/{id}/tags", "setMachineTags", "Replace the tags of an allocated machine", user, s.setMachineTags),
 		op("POST", "/v1/machine/{id}/state", "setMachineState", "Lock, taint or clear a machine", admin, s.setMachineState),
 		op("POST", "/v1/machine/{id}/power/{command}", "powerMachine", "Queue a BMC command (on, off, cycle, reset, pxe, disk, led-on, led-off)", user, s.powerMachine),
 		op("GET", "/v1/machine/{id}/events", "getMachineEvents", "Provisioning event log of a machine", user, s.machineEvents),
@@ -152,6 +153,21 @@ func (s *Server) reinstallMachine(c *call, req *api.MachineReinstallRequest) (*a
 		return nil, err
 	}
 	m, err := s.cfg.Machines.Reinstall(c.ctx, c.path("id"), *req)
+	if err != nil {
+		return nil, err
+	}
+	return machine.Redact(m), nil
+}
+
+func (s *Server) setMachineTags(c *call, req *api.MachineTagsRequest) (*api.Machine, error) {
+	m, err := s.writableMachine(c)
+	if err != nil {
+		return nil, err
+	}
+	if m.Allocation == nil && !c.p.IsAdmin() {
+		return nil, fmt.Errorf("machine %s: %w", m.ID, apierror.ErrForbidden)
+	}
+	m, err = s.cfg.Machines.SetTags(c.ctx, m.ID, req.Tags)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ type IPFindRequest struct {
 func (s *Server) networkRoutes() []route {
 	return []route{
 		op("GET", "/v1/network", "listNetworks", "List networks visible to the caller", user, s.listNetworks).withQuery("limit", "cursor"),
-		op("POST", "/v1/network/find", "findNetworks", "Find networks by filters", user, s.findNetworks),
+		op("POST", "/v1/network/find", "findNetworks", "Find networks by filters", user, s.findNetworks).withQuery("limit", "cursor"),
 		op("GET", "/v1/network/{id}", "getNetwork", "Get a network", user, s.getNetwork),
 		op("GET", "/v1/network/{id}/usage", "getNetworkUsage", "Address and prefix usage of a network", user, s.networkUsage),
 		op("POST", "/v1/network", "createNetwork", "Create a network with given prefixes", admin, s.createNetwork).created(),
@@ -44,7 +44,7 @@ func (s *Server) networkRoutes() []route {
 func (s *Server) ipRoutes() []route {
 	return []route{
 		op("GET", "/v1/ip", "listIPs", "List IPs visible to the caller", user, s.listIPs).withQuery("limit", "cursor"),
-		op("POST", "/v1/ip/find", "findIPs", "Find IPs by filters", user, s.findIPs),
+		op("POST", "/v1/ip/find", "findIPs", "Find IPs by filters", user, s.findIPs).withQuery("limit", "cursor"),
 		op("GET", "/v1/ip/{id}", "getIP", "Get an IP", user, s.getIP),
 		op("POST", "/v1/ip/allocate", "allocateIP", "Allocate an IP, a given one or the next free", user, s.allocateIP).created(),
 		op("PUT", "/v1/ip/{id}", "updateIP", "Update name, description, tags and type of an IP", user, s.updateIP),

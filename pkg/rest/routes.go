@@ -38,6 +38,7 @@ func (s *Server) table() []route {
 	rs = append(rs, s.machineRoutes()...)
 	rs = append(rs, s.bmcRoutes()...)
 	rs = append(rs, s.tokenRoutes()...)
+	rs = append(rs, s.fabricRoutes()...)
 	for i := range rs {
 		rs[i].tag = tagOf(rs[i].path)
 	}

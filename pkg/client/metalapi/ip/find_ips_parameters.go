@@ -11,6 +11,7 @@ import (
 	"github.com/go-openapi/runtime"
 	cr "github.com/go-openapi/runtime/client"
 	"github.com/go-openapi/strfmt"
+	"github.com/go-openapi/swag/conv"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 )
 
@@ -65,6 +66,12 @@ type FindIPsParams struct {
 
 	// Body.
 	Body *wire.IPFindRequest
+
+	// Cursor.
+	Cursor *string
+
+	// Limit.
+	Limit *int64
 
 	HTTPClient *http.Client
 
@@ -134,6 +141,28 @@ func (o *FindIPsParams) SetBody(body *wire.IPFindRequest) {
 	o.Body = body
 }
 
+// WithCursor adds the cursor to the find IPs params.
+func (o *FindIPsParams) WithCursor(cursor *string) *FindIPsParams {
+	o.SetCursor(cursor)
+	return o
+}
+
+// SetCursor adds the cursor to the find IPs params.
+func (o *FindIPsParams) SetCursor(cursor *string) {
+	o.Cursor = cursor
+}
+
+// WithLimit adds the limit to the find IPs params.
+func (o *FindIPsParams) WithLimit(limit *int64) *FindIPsParams {
+	o.SetLimit(limit)
+	return o
+}
+
+// SetLimit adds the limit to the find IPs params.
+func (o *FindIPsParams) SetLimit(limit *int64) {
+	o.Limit = limit
+}
+
 // WriteToRequest writes these params to a [runtime.ClientRequest].
 func (o *FindIPsParams) WriteToRequest(r runtime.ClientRequest, reg strfmt.Registry) error {
 	if err := r.SetTimeout(o.inner.timeout); err != nil {
@@ -143,6 +172,40 @@ func (o *FindIPsParams) WriteToRequest(r runtime.ClientRequest, reg strfmt.Regis
 	if o.Body != nil {
 		if err := r.SetBodyParam(o.Body); err != nil {
 			return err
+		}
+	}
+
+	if o.Cursor != nil {
+
+		// query param cursor
+		var qrCursor string
+
+		if o.Cursor != nil {
+			qrCursor = *o.Cursor
+		}
+		qCursor := qrCursor
+		if qCursor != "" {
+
+			if err := r.SetQueryParam("cursor", qCursor); err != nil {
+				return err
+			}
+		}
+	}
+
+	if o.Limit != nil {
+
+		// query param limit
+		var qrLimit int64
+
+		if o.Limit != nil {
+			qrLimit = *o.Limit
+		}
+		qLimit := conv.FormatInteger(qrLimit)
+		if qLimit != "" {
+
+			if err := r.SetQueryParam("limit", qLimit); err != nil {
+				return err
+			}
 		}
 	}
 

@@ -127,6 +127,12 @@ type ClientService interface {
 	// SetMachineStateContext lock taint or clear a machine.
 	SetMachineStateContext(ctx context.Context, params *SetMachineStateParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*SetMachineStateOK, error)
 
+	// SetMachineTags replace the tags of an allocated machine.
+	SetMachineTags(params *SetMachineTagsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*SetMachineTagsOK, error)
+
+	// SetMachineTagsContext replace the tags of an allocated machine.
+	SetMachineTagsContext(ctx context.Context, params *SetMachineTagsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*SetMachineTagsOK, error)
+
 	SetTransport(transport runtime.ContextualTransport)
 }
 
@@ -870,6 +876,68 @@ func (a *Client) SetMachineStateContext(ctx context.Context, params *SetMachineS
 	//
 	// a default response is provided: fill this and return an error
 	unexpectedSuccess := result.(*SetMachineStateDefault)
+
+	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
+}
+
+// SetMachineTags replaces the tags of an allocated machine.
+//
+// This method does not support injected context.
+// However, timeout and opentracing contexts are honored whenever enabled.
+//
+// If you need to pass a specific context, use [Client.SetMachineTagsContext] instead.
+func (a *Client) SetMachineTags(params *SetMachineTagsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*SetMachineTagsOK, error) {
+	var ctx context.Context
+	if params != nil && params.inner.ctx != nil {
+		ctx = params.inner.ctx
+	} else {
+		ctx = context.Background()
+	}
+
+	return a.SetMachineTagsContext(ctx, params, authInfo, opts...)
+}
+
+// SetMachineTagsContext replaces the tags of an allocated machine.
+//
+// Do not use the deprecated [SetMachineTagsParams.Context] with this method: it would be ignored.
+func (a *Client) SetMachineTagsContext(ctx context.Context, params *SetMachineTagsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*SetMachineTagsOK, error) {
+	// NOTE: parameters are not validated before sending
+	if params == nil {
+		params = NewSetMachineTagsParams()
+	}
+
+	op := &runtime.ClientOperation{
+		ID:                 "setMachineTags",
+		Method:             "PUT",
+		PathPattern:        "/v1/machine/{id}/tags",
+		ProducesMediaTypes: []string{"application/json"},
+		ConsumesMediaTypes: []string{"application/json"},
+		Schemes:            []string{"http", "https"},
+		Params:             params,
+		Reader:             &SetMachineTagsReader{formats: a.formats},
+		AuthInfo:           authInfo,
+		Client:             params.HTTPClient,
+	}
+
+	for _, opt := range opts {
+		opt(op)
+	}
+
+	result, err := a.transport.SubmitContext(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+
+	// only one success response has to be checked
+	success, ok := result.(*SetMachineTagsOK)
+	if ok {
+		return success, nil
+	}
+
+	// unexpected success response.
+	//
+	// a default response is provided: fill this and return an error
+	unexpectedSuccess := result.(*SetMachineTagsDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }

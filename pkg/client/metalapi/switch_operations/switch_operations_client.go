@@ -73,6 +73,12 @@ type ClientService interface {
 	// GetSwitchContext get a switch.
 	GetSwitchContext(ctx context.Context, params *GetSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchOK, error)
 
+	// GetSwitchDesired desired network state of a switch p x e tenant VRF or firewall per port switch agent.
+	GetSwitchDesired(params *GetSwitchDesiredParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchDesiredOK, error)
+
+	// GetSwitchDesiredContext desired network state of a switch p x e tenant VRF or firewall per port switch agent.
+	GetSwitchDesiredContext(ctx context.Context, params *GetSwitchDesiredParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchDesiredOK, error)
+
 	// ListSwitchs list switchs visible to the caller.
 	ListSwitchs(params *ListSwitchsParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ListSwitchsOK, error)
 
@@ -84,6 +90,12 @@ type ClientService interface {
 
 	// RegisterSwitchContext register or update a switch switch agent.
 	RegisterSwitchContext(ctx context.Context, params *RegisterSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*RegisterSwitchOK, error)
+
+	// ReportSwitchSync report a switch sync time duration error port and BGP states LLDP neighbours switch agent.
+	ReportSwitchSync(params *ReportSwitchSyncParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ReportSwitchSyncOK, error)
+
+	// ReportSwitchSyncContext report a switch sync time duration error port and BGP states LLDP neighbours switch agent.
+	ReportSwitchSyncContext(ctx context.Context, params *ReportSwitchSyncParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ReportSwitchSyncOK, error)
 
 	// UpdateSwitch update a switch the body carries the version it read.
 	UpdateSwitch(params *UpdateSwitchParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*UpdateSwitchOK, error)
@@ -280,6 +292,68 @@ func (a *Client) GetSwitchContext(ctx context.Context, params *GetSwitchParams, 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
 
+// GetSwitchDesired desireds network state of a switch p x e tenant VRF or firewall per port switch agent.
+//
+// This method does not support injected context.
+// However, timeout and opentracing contexts are honored whenever enabled.
+//
+// If you need to pass a specific context, use [Client.GetSwitchDesiredContext] instead.
+func (a *Client) GetSwitchDesired(params *GetSwitchDesiredParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchDesiredOK, error) {
+	var ctx context.Context
+	if params != nil && params.inner.ctx != nil {
+		ctx = params.inner.ctx
+	} else {
+		ctx = context.Background()
+	}
+
+	return a.GetSwitchDesiredContext(ctx, params, authInfo, opts...)
+}
+
+// GetSwitchDesiredContext desireds network state of a switch p x e tenant VRF or firewall per port switch agent.
+//
+// Do not use the deprecated [GetSwitchDesiredParams.Context] with this method: it would be ignored.
+func (a *Client) GetSwitchDesiredContext(ctx context.Context, params *GetSwitchDesiredParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*GetSwitchDesiredOK, error) {
+	// NOTE: parameters are not validated before sending
+	if params == nil {
+		params = NewGetSwitchDesiredParams()
+	}
+
+	op := &runtime.ClientOperation{
+		ID:                 "getSwitchDesired",
+		Method:             "GET",
+		PathPattern:        "/v1/switch/{id}/desired",
+		ProducesMediaTypes: []string{"application/json"},
+		ConsumesMediaTypes: []string{"application/json"},
+		Schemes:            []string{"http", "https"},
+		Params:             params,
+		Reader:             &GetSwitchDesiredReader{formats: a.formats},
+		AuthInfo:           authInfo,
+		Client:             params.HTTPClient,
+	}
+
+	for _, opt := range opts {
+		opt(op)
+	}
+
+	result, err := a.transport.SubmitContext(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+
+	// only one success response has to be checked
+	success, ok := result.(*GetSwitchDesiredOK)
+	if ok {
+		return success, nil
+	}
+
+	// unexpected success response.
+	//
+	// a default response is provided: fill this and return an error
+	unexpectedSuccess := result.(*GetSwitchDesiredDefault)
+
+	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
+}
+
 // ListSwitchs lists switchs visible to the caller.
 //
 // This method does not support injected context.
@@ -400,6 +474,68 @@ func (a *Client) RegisterSwitchContext(ctx context.Context, params *RegisterSwit
 	//
 	// a default response is provided: fill this and return an error
 	unexpectedSuccess := result.(*RegisterSwitchDefault)
+
+	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
+}
+
+// ReportSwitchSync reports a switch sync time duration error port and BGP states LLDP neighbours switch agent.
+//
+// This method does not support injected context.
+// However, timeout and opentracing contexts are honored whenever enabled.
+//
+// If you need to pass a specific context, use [Client.ReportSwitchSyncContext] instead.
+func (a *Client) ReportSwitchSync(params *ReportSwitchSyncParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ReportSwitchSyncOK, error) {
+	var ctx context.Context
+	if params != nil && params.inner.ctx != nil {
+		ctx = params.inner.ctx
+	} else {
+		ctx = context.Background()
+	}
+
+	return a.ReportSwitchSyncContext(ctx, params, authInfo, opts...)
+}
+
+// ReportSwitchSyncContext reports a switch sync time duration error port and BGP states LLDP neighbours switch agent.
+//
+// Do not use the deprecated [ReportSwitchSyncParams.Context] with this method: it would be ignored.
+func (a *Client) ReportSwitchSyncContext(ctx context.Context, params *ReportSwitchSyncParams, authInfo runtime.ClientAuthInfoWriter, opts ...ClientOption) (*ReportSwitchSyncOK, error) {
+	// NOTE: parameters are not validated before sending
+	if params == nil {
+		params = NewReportSwitchSyncParams()
+	}
+
+	op := &runtime.ClientOperation{
+		ID:                 "reportSwitchSync",
+		Method:             "POST",
+		PathPattern:        "/v1/switch/{id}/sync",
+		ProducesMediaTypes: []string{"application/json"},
+		ConsumesMediaTypes: []string{"application/json"},
+		Schemes:            []string{"http", "https"},
+		Params:             params,
+		Reader:             &ReportSwitchSyncReader{formats: a.formats},
+		AuthInfo:           authInfo,
+		Client:             params.HTTPClient,
+	}
+
+	for _, opt := range opts {
+		opt(op)
+	}
+
+	result, err := a.transport.SubmitContext(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+
+	// only one success response has to be checked
+	success, ok := result.(*ReportSwitchSyncOK)
+	if ok {
+		return success, nil
+	}
+
+	// unexpected success response.
+	//
+	// a default response is provided: fill this and return an error
+	unexpectedSuccess := result.(*ReportSwitchSyncDefault)
 
 	return nil, runtime.NewAPIError("unexpected success response: content available as default response in error", unexpectedSuccess, unexpectedSuccess.Code())
 }
