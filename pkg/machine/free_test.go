@@ -432,3 +432,25 @@ func TestRedact(t *testing.T) {
 		t.Errorf("redacted (-want +got):\n%s", diff)
 	}
 }
+
+// TestReportFailureAfterCrash: the hammer sends Crashed and then reports the failed install; the
+// log shows one crash, not two.
+func TestReportFailureAfterCrash(t *testing.T) {
+	f := newFixture(t, fixtureConfig{machines: 1})
+	m := f.allocate(f.req())
+	if err := f.svc.Event(f.ctx, m.ID, api.EventRequest{Event: api.EventCrashed, Message: "install: sha256 mismatch"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Report(f.ctx, m.ID, api.InstallReport{Message: "install: sha256 mismatch"}); err != nil {
+		t.Fatal(err)
+	}
+	crashes := 0
+	for _, e := range f.eventLog(m.ID).Events {
+		if e.Event == api.EventCrashed {
+			crashes++
+		}
+	}
+	if crashes != 1 {
+		t.Fatalf("%d Crashed events for one failed install, want 1", crashes)
+	}
+}

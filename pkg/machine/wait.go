@@ -161,6 +161,11 @@ func (s *Service) Report(ctx context.Context, machineID string, r api.InstallRep
 			return fmt.Errorf("machine %s is not allocated: %w", machineID, apierror.ErrUnavailable)
 		}
 		if !r.Success {
+			// The hammer reports a Crashed event itself before it reports the failed install; record
+			// the failure only when that event is missing, so one failure is one crash in the log.
+			if log, err := tx.EventLogs().Get(ctx, m.ID); err == nil && lifecycle.State(log) == api.EventCrashed {
+				return nil
+			}
 			return s.appendEvent(ctx, tx, m, api.EventRequest{Event: api.EventCrashed, Message: "install failed: " + r.Message})
 		}
 		if r.BootInfo == nil {
