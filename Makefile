@@ -10,7 +10,7 @@ GO        ?= go
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export METALFORGE_CACHE := $(CACHE)
 
-BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal-phonehome metal-ccm
+BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal-phonehome metal-ccm switch-agent
 
 # Debian packages the builds, the lab and the tests need (installed by hack/deps.sh when missing).
 DEBS := protobuf-compiler postgresql qemu-system-x86 ipxe-qemu ipxe qemu-utils openipmi ipmitool \
@@ -56,6 +56,8 @@ bench: deps build ## print speed figures: API latency and allocation rate, boot-
 	$(GO) test -run '^$$' -bench Provisioning -benchtime 1x ./pkg/lab
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/ipam/
 	$(GO) test -run '^$$' -bench BenchmarkServiceIngress -benchtime 3x ./pkg/ccm
+	$(GO) test -run '^$$' -bench . ./switch-agent/render
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/nft
 
 .PHONY: lab
 lab: deps build ## a local bare-metal lab: netns fabric, metal-api, boot-server, bmc-agent, QEMU machines

@@ -59,6 +59,7 @@ var (
 		module + "/cmd/bmc-agent":       {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
 		module + "/cmd/metal-phonehome": {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
 		module + "/cmd/metal-osinit":    {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store"},
+		module + "/cmd/switch-agent":    {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
 		// Cluster components talk to metal-api through its client only.
 		module + "/pkg/ccm": {module + "/pkg/store"},
 	}
