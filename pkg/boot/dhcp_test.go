@@ -111,6 +111,30 @@ func TestDHCPFull(t *testing.T) {
 		}
 	})
 
+	// The installed OS of a known machine asks for its address with a plain DHCP client: that is
+	// not a PXE boot and must not enter the machine's provisioning log.
+	t.Run("installed os is not pxe booting", func(t *testing.T) {
+		pxe := func() int {
+			n := 0
+			for _, e := range machines.Events("m1") {
+				if e.Event == api.EventPXEBooting {
+					n++
+				}
+			}
+			return n
+		}
+		before := pxe()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := client(t, cli, "eth0", known).Request(ctx); err != nil {
+			t.Fatalf("dora: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond) // the event would be recorded right after the reply
+		if after := pxe(); after != before {
+			t.Errorf("a plain DHCP client was recorded as PXE Booting (%d → %d events)", before, after)
+		}
+	})
+
 	t.Run("release keeps the address", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

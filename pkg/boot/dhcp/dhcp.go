@@ -245,8 +245,9 @@ func (s *Server) handle(ctx context.Context, conn net.PacketConn, port int, peer
 				"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
 		}
 	}
-	if req.MessageType() == dhcpv4.MessageTypeDiscover && port == ServerPort {
-		// After the reply, so that metal-api's latency never delays the OFFER.
+	if req.MessageType() == dhcpv4.MessageTypeDiscover && port == ServerPort && classify(req).netboot() {
+		// Only network boot firmware (PXE, iPXE, UEFI HTTP) is "PXE Booting": an installed OS asking
+		// for its address is not. After the reply, so that metal-api's latency never delays the OFFER.
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		defer cancel()
 		if err := s.cfg.Backend.Dhcp(cctx, req.ClientHWAddr); err != nil {
