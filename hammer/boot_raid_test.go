@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +13,6 @@ import (
 	"time"
 
 	"github.com/metalforge/metalforge/pkg/api"
-	"github.com/metalforge/metalforge/pkg/auth"
-	"github.com/metalforge/metalforge/pkg/bootrpc"
-	"github.com/metalforge/metalforge/pkg/bootrpc/bootrpctest"
 )
 
 // TestQEMUInstallRaidLVM installs on two virtio disks with a layout of RAID1 over a partition of
@@ -30,34 +25,8 @@ func TestQEMUInstallRaidLVM(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build the initramfs")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		if out, err := exec.Command("../hack/deps.sh", "qemu-system-x86", "qemu-utils", "cpio", "kmod").CombinedOutput(); err != nil {
-			t.Fatalf("hack/deps.sh: %v\n%s", err, out)
-		}
-		if qemu, err = exec.LookPath("qemu-system-x86_64"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := buildInitramfs(t)
-
 	const id = "6f7e8d9c-2b3c-4d5e-9fa0-1b2c3d4e5f60"
-	fake := bootrpctest.NewMachines()
-	addr := bootrpctest.Serve(t, bootrpc.Config{Machines: fake,
-		Auth: bootrpctest.Tokens{"boot-secret": auth.Principal{Role: auth.RoleBoot, PartitionID: "p1"}}})
-	_, port, _ := net.SplitHostPort(addr)
-
-	img := osImage(t, dir)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeContent(w, r, "os.tar.zst", time.Now(), bytes.NewReader(img))
-	})}
-	go srv.Serve(lis) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { srv.Close() })
-	_, httpPort, _ := net.SplitHostPort(lis.Addr().String())
+	qemu, dir, fake, port, httpPort, img := qemuInstallSetup(t)
 
 	tmp := t.TempDir()
 	const diskSize = 1 << 30

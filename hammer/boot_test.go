@@ -122,34 +122,8 @@ func TestQEMUInstall(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build the initramfs")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil { // CI runs as root on a fresh machine: install what the test needs
-		if out, err := exec.Command("../hack/deps.sh", "qemu-system-x86", "qemu-utils", "cpio", "kmod").CombinedOutput(); err != nil {
-			t.Fatalf("hack/deps.sh: %v\n%s", err, out)
-		}
-		if qemu, err = exec.LookPath("qemu-system-x86_64"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := buildInitramfs(t)
-
 	const id = "5e6d7c8b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
-	fake := bootrpctest.NewMachines()
-	addr := bootrpctest.Serve(t, bootrpc.Config{Machines: fake,
-		Auth: bootrpctest.Tokens{"boot-secret": auth.Principal{Role: auth.RoleBoot, PartitionID: "p1"}}})
-	_, port, _ := net.SplitHostPort(addr)
-
-	img := osImage(t, dir)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeContent(w, r, "os.tar.zst", time.Now(), bytes.NewReader(img))
-	})}
-	go srv.Serve(lis) //nolint:errcheck // ends with Close
-	t.Cleanup(func() { srv.Close() })
-	_, httpPort, _ := net.SplitHostPort(lis.Addr().String())
+	qemu, dir, fake, port, httpPort, img := qemuInstallSetup(t)
 
 	tmp := t.TempDir()
 	diskImg := filepath.Join(tmp, "disk.raw")
@@ -245,4 +219,39 @@ func TestQEMUInstall(t *testing.T) {
 		t.Errorf("events = %v", names)
 	}
 	t.Logf("registered and waiting after %s, installed and kexec'd after %s (%s)", registered.Round(time.Second), installed.Round(time.Second), strconv.Itoa(len(img))+" byte image")
+}
+
+// qemuInstallSetup prepares a QEMU install test: the QEMU binary (installing it if needed), the
+// initramfs dir, a fake boot service accepting "boot-secret" for partition p1, its port, and the
+// port of an HTTP server serving the test OS image img.
+func qemuInstallSetup(t *testing.T) (qemu, dir string, fake *bootrpctest.Machines, port, httpPort string, img []byte) {
+	t.Helper()
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil { // CI runs as root on a fresh machine: install what the test needs
+		if out, err := exec.Command("../hack/deps.sh", "qemu-system-x86", "qemu-utils", "cpio", "kmod").CombinedOutput(); err != nil {
+			t.Fatalf("hack/deps.sh: %v\n%s", err, out)
+		}
+		if qemu, err = exec.LookPath("qemu-system-x86_64"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir = buildInitramfs(t)
+
+	fake = bootrpctest.NewMachines()
+	addr := bootrpctest.Serve(t, bootrpc.Config{Machines: fake,
+		Auth: bootrpctest.Tokens{"boot-secret": auth.Principal{Role: auth.RoleBoot, PartitionID: "p1"}}})
+	_, port, _ = net.SplitHostPort(addr)
+
+	img = osImage(t, dir)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "os.tar.zst", time.Now(), bytes.NewReader(img))
+	})}
+	go srv.Serve(lis) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	_, httpPort, _ = net.SplitHostPort(lis.Addr().String())
+	return qemu, dir, fake, port, httpPort, img
 }
