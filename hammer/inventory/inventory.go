@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalforge/metalforge/hammer/lldp"
+	"github.com/metalforge/metalforge/pkg/lldp"
 	"github.com/metalforge/metalforge/pkg/api"
 )
 

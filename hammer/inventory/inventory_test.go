@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/metalforge/metalforge/hammer/lldp"
+	"github.com/metalforge/metalforge/pkg/lldp"
 	"github.com/metalforge/metalforge/pkg/api"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/metalforge/metalforge/pkg/fabric"
-	"github.com/metalforge/metalforge/switch-agent/lldp"
+	"github.com/metalforge/metalforge/pkg/lldp"
 )
 
 // locator is implemented by devices whose ports move between network namespaces (nsvrf).
@@ -31,7 +31,7 @@ type neighbor struct {
 
 func newNeighbors() *neighbors { return &neighbors{nbs: map[string]neighbor{}} }
 
-func (n *neighbors) set(port string, f lldp.Frame) {
+func (n *neighbors) set(port string, f lldp.Neighbor) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.nbs[port] = neighbor{fabric.SwitchNeighbor{Port: port, ChassisID: f.ChassisID, PortID: f.PortID, SystemName: f.SystemName},
@@ -88,7 +88,7 @@ func (a *Agent) lldpPort(ctx context.Context, port string, log *slog.Logger) {
 			conn, ns, next = c, where, time.Now()
 		}
 		if !time.Now().Before(next) {
-			f := lldp.Frame{ChassisID: conn.MAC().String(), PortID: port, SystemName: a.cfg.SwitchID,
+			f := lldp.Neighbor{ChassisID: conn.MAC().String(), PortID: port, SystemName: a.cfg.SwitchID,
 				TTL: uint16(4 * a.cfg.LLDPInterval / time.Second)}
 			if err := conn.Send(f); err != nil {
 				log.Debug("lldp send failed", "port", port, "err", err)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/bootrpc/bootpb"
-	"github.com/metalforge/metalforge/switch-agent/lldp"
+	"github.com/metalforge/metalforge/pkg/lldp"
 )
 
 // rest is a minimal metal-api REST client for the test.
@@ -150,7 +150,7 @@ func hammer(t *testing.T, ctx context.Context, h *Host, boot bootpb.BootClient, 
 	go func() {
 		defer conn.Close()
 		for ctx.Err() == nil {
-			_ = conn.Send(lldp.Frame{ChassisID: mac.String(), PortID: mac.String(), SystemName: id, TTL: 120})
+			_ = conn.Send(lldp.Neighbor{ChassisID: mac.String(), PortID: mac.String(), SystemName: id, TTL: 120})
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):

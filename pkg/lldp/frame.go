@@ -1,5 +1,7 @@
-// Package lldp decodes IEEE 802.1AB LLDP frames and listens for them on an interface, so the
-// hammer can report which switch port each NIC is cabled to.
+// Package lldp encodes, decodes, sends and receives IEEE 802.1AB LLDP frames (ethertype 0x88cc)
+// through AF_PACKET sockets, which can be opened inside any network namespace. The hammer learns
+// which switch port each NIC is cabled to; the switch agent announces itself on its ports (system
+// name = switch ID, port ID = port name) and learns the machine NICs on them.
 package lldp
 
 import (
@@ -29,12 +31,17 @@ const (
 	tlvSystemName = 5
 )
 
+// maxTLV is the longest value a TLV header can describe.
+const maxTLV = 511
+
 // Chassis ID and port ID subtypes that need more than a string conversion.
 const (
 	chassisMAC     = 4
 	chassisNetAddr = 5
+	chassisLocal   = 7
 	portMAC        = 3
 	portNetAddr    = 4
+	portIfName     = 5
 )
 
 // ErrNotLLDP is returned for frames that are not LLDP.
@@ -151,4 +158,53 @@ func idString(subtype byte, v []byte, macSubtype, addrSubtype byte) string {
 // text trims the NUL padding and blanks some switches send.
 func text(v []byte) string {
 	return strings.Trim(string(v), "\x00 \t\r\n")
+}
+
+// Marshal encodes n as an Ethernet frame from src to the LLDP multicast address: chassis and port
+// IDs that parse as MAC addresses with the MAC subtype, others as local name (chassis) or
+// interface name (port); TTL (120 s when zero), port description and system name when set, End.
+func Marshal(src net.HardwareAddr, n Neighbor) ([]byte, error) {
+	if len(src) != 6 {
+		return nil, fmt.Errorf("marshal lldp: source %q is not an ethernet address", src)
+	}
+	if n.ChassisID == "" || n.PortID == "" {
+		return nil, errors.New("marshal lldp: chassis id and port id are required")
+	}
+	dst := multicastMAC()
+	b := make([]byte, 0, 128)
+	b = append(b, dst[:]...)
+	b = append(b, src...)
+	b = binary.BigEndian.AppendUint16(b, EtherType)
+	id := func(s string, macSub, nameSub byte) []byte {
+		if mac, err := net.ParseMAC(s); err == nil && len(mac) == 6 {
+			return append([]byte{macSub}, mac...)
+		}
+		return append([]byte{nameSub}, s...)
+	}
+	ttl := n.TTL
+	if ttl == 0 {
+		ttl = 120
+	}
+	tlvs := []struct {
+		typ int
+		val []byte
+	}{
+		{tlvChassisID, id(n.ChassisID, chassisMAC, chassisLocal)},
+		{tlvPortID, id(n.PortID, portMAC, portIfName)},
+		{tlvTTL, binary.BigEndian.AppendUint16(nil, ttl)},
+		{tlvPortDesc, []byte(n.PortDescription)},
+		{tlvSystemName, []byte(n.SystemName)},
+		{tlvEnd, nil},
+	}
+	for _, t := range tlvs {
+		if len(t.val) == 0 && (t.typ == tlvPortDesc || t.typ == tlvSystemName) {
+			continue
+		}
+		if len(t.val) > maxTLV {
+			return nil, fmt.Errorf("marshal lldp: tlv %d is %d bytes long", t.typ, len(t.val))
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(t.typ)<<9|uint16(len(t.val)))
+		b = append(b, t.val...)
+	}
+	return b, nil
 }

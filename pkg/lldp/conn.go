@@ -35,7 +35,7 @@ func Open(nsPath, ifname string) (*Conn, error) {
 			return fmt.Errorf("bind: %w", err)
 		}
 		mreq := unix.PacketMreq{Ifindex: int32(ifc.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
-		dst := multicast()
+		dst := multicastMAC()
 		copy(mreq.Address[:], dst[:])
 		if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 			unix.Close(fd)
@@ -53,14 +53,14 @@ func Open(nsPath, ifname string) (*Conn, error) {
 // MAC is the interface's address.
 func (c *Conn) MAC() net.HardwareAddr { return c.mac }
 
-// Send sends one frame.
-func (c *Conn) Send(f Frame) error {
-	b, err := f.Marshal(c.mac)
+// Send sends one frame announcing n.
+func (c *Conn) Send(n Neighbor) error {
+	b, err := Marshal(c.mac, n)
 	if err != nil {
 		return err
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(EtherType), Ifindex: c.ifindex, Halen: 6}
-	dst := multicast()
+	dst := multicastMAC()
 	copy(sa.Addr[:], dst[:])
 	if err := unix.Sendto(c.fd, b, 0, sa); err != nil {
 		return fmt.Errorf("lldp send: %w", err)
@@ -73,12 +73,12 @@ var ErrTimeout = errors.New("lldp: no frame before the deadline")
 
 // Receive returns the next incoming LLDP frame, or ErrTimeout at the deadline. Malformed frames
 // are skipped.
-func (c *Conn) Receive(deadline time.Time) (Frame, error) {
-	buf := make([]byte, 1600)
+func (c *Conn) Receive(deadline time.Time) (Neighbor, error) {
+	buf := make([]byte, 9216)
 	for {
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return Frame{}, ErrTimeout
+			return Neighbor{}, ErrTimeout
 		}
 		pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(pfd, int(wait.Milliseconds())+1)
@@ -86,7 +86,7 @@ func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 			continue
 		}
 		if err != nil {
-			return Frame{}, fmt.Errorf("lldp poll: %w", err)
+			return Neighbor{}, fmt.Errorf("lldp poll: %w", err)
 		}
 		if n == 0 {
 			continue
@@ -96,13 +96,13 @@ func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 			continue
 		}
 		if err != nil {
-			return Frame{}, fmt.Errorf("lldp receive: %w", err)
+			return Neighbor{}, fmt.Errorf("lldp receive: %w", err)
 		}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
-		if f, err := Parse(buf[:n]); err == nil {
-			return f, nil
+		if nb, err := ParseFrame(buf[:n]); err == nil {
+			return nb, nil
 		}
 	}
 }
@@ -110,6 +110,7 @@ func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 // Close closes the socket.
 func (c *Conn) Close() error { return unix.Close(c.fd) }
 
+// htons converts a 16-bit value to network byte order for AF_PACKET protocol fields.
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // inNetns runs fn on a thread in the namespace at path; "" runs it in place. The thread is

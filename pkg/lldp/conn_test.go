@@ -1,6 +1,7 @@
 package lldp
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 // TestConn sends LLDP frames between two namespaces over a veth pair, one end in a bridge (as a
 // switch's PXE port is), both ways.
+func root() bool { return os.Geteuid() == 0 }
+
 func TestConn(t *testing.T) {
 	if !root() {
 		t.Skip("needs root: creates network namespaces")
@@ -69,7 +72,7 @@ func TestConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer host.Close()
-	want := Frame{ChassisID: sw.MAC().String(), PortID: "swp1", SystemName: "leaf1", TTL: 40}
+	want := Neighbor{ChassisID: sw.MAC().String(), PortID: "swp1", SystemName: "leaf1", TTL: 40}
 	if err := sw.Send(want); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +80,7 @@ func TestConn(t *testing.T) {
 	if err != nil || got != want {
 		t.Fatalf("host received %+v, %v; want %+v", got, err, want)
 	}
-	back := Frame{ChassisID: host.MAC().String(), PortID: host.MAC().String(), SystemName: "m-1", TTL: 120}
+	back := Neighbor{ChassisID: host.MAC().String(), PortID: host.MAC().String(), SystemName: "m-1", TTL: 120}
 	if err := host.Send(back); err != nil {
 		t.Fatal(err)
 	}

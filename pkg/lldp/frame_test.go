@@ -79,8 +79,13 @@ func TestFrameRoundTrip(t *testing.T) {
 	for _, n := range []Neighbor{
 		{ChassisID: "aa:bb:cc:dd:ee:ff", PortID: "Ethernet12", SystemName: "leaf02", PortDescription: "to m1", TTL: 120},
 		{ChassisID: "leaf-chassis", PortID: "02:00:00:00:00:09", TTL: 1},
+		{ChassisID: "machine-1", PortID: "swp1", TTL: 120},
 	} {
-		got, err := ParseFrame(Frame(src, n))
+		b, err := Marshal(src, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseFrame(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,8 +95,24 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-// inNetns runs f on a locked OS thread inside ns.
-func inNetns(ns netns.NsHandle, f func() error) error {
+func TestMarshalRejects(t *testing.T) {
+	src, _ := net.ParseMAC("52:54:00:12:34:56")
+	for name, n := range map[string]Neighbor{
+		"no port id":       {ChassisID: "c"},
+		"no chassis id":    {PortID: "p"},
+		"long system name": {ChassisID: "c", PortID: "p", SystemName: string(make([]byte, 600))},
+	} {
+		if b, err := Marshal(src, n); err == nil {
+			t.Errorf("%s: marshalled %d bytes", name, len(b))
+		}
+	}
+	if _, err := Marshal(net.HardwareAddr{1, 2}, Neighbor{ChassisID: "c", PortID: "p"}); err == nil {
+		t.Error("marshalled from a short source address")
+	}
+}
+
+// inNetnsHandle runs f on a locked OS thread inside ns.
+func inNetnsHandle(ns netns.NsHandle, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -150,7 +171,7 @@ func TestListen(t *testing.T) {
 	stop := make(chan struct{})
 	sent := make(chan error, 1)
 	go func() {
-		sent <- inNetns(ns, func() error {
+		sent <- inNetnsHandle(ns, func() error {
 			for i := 0; ; i++ {
 				if err := Send("lldp1", want); err != nil {
 					return err
@@ -164,7 +185,7 @@ func TestListen(t *testing.T) {
 		})
 	}()
 	var got []Neighbor
-	err = inNetns(ns, func() error {
+	err = inNetnsHandle(ns, func() error {
 		var err error
 		got, err = Listen(context.Background(), "lldp0", 700*time.Millisecond)
 		return err
