@@ -20,6 +20,10 @@ tools=(
 	github.com/go-swagger/go-swagger/cmd/swagger
 	google.golang.org/protobuf/cmd/protoc-gen-go
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	k8s.io/code-generator/cmd/conversion-gen
+	k8s.io/code-generator/cmd/deepcopy-gen
+	k8s.io/code-generator/cmd/defaulter-gen
+	sigs.k8s.io/controller-tools/cmd/controller-gen
 )
 
 log() { printf 'hack/tools: %s\n' "$*" >&2; }

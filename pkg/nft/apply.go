@@ -1,8 +1,9 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
-	"net/netip"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -23,19 +24,22 @@ type Config struct {
 }
 
 // Applier installs rulesets into the kernel. It remembers the last ruleset
-// it applied so that a change of set contents only updates those sets, and
-// keeps one netlink connection open (entering the namespace costs ~10 ms per
-// dial). It is not safe for concurrent use; Close releases the connection.
+// it applied so that a change rewrites only the sets and chains that differ,
+// and keeps one netlink connection open (entering the namespace costs ~10 ms
+// per dial). Its methods may be called concurrently (they are serialised);
+// Close releases the connection.
 type Applier struct {
 	cfg  Config
-	last *compiled
+	mu   sync.Mutex
+	last *compiled // what the kernel holds; nil = unknown
 	nl   *nftables.Conn
 }
 
 // Result says what an Apply did.
 type Result struct {
-	Full bool // the whole table was replaced
-	Sets int  // sets whose elements were updated (without a full replace)
+	Full   bool // the whole table was replaced
+	Sets   int  // sets added, deleted or whose elements were updated (without a full replace)
+	Chains int  // chains added, deleted or flushed and refilled (without a full replace)
 }
 
 // NewApplier returns an Applier for cfg.
@@ -43,39 +47,67 @@ func NewApplier(cfg Config) *Applier { return &Applier{cfg: cfg} }
 
 // Reset forgets the last applied ruleset, so the next Apply replaces the
 // whole table (e.g. after someone else changed it).
-func (a *Applier) Reset() { a.last = nil }
+func (a *Applier) Reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = nil
+}
 
-// Apply validates rs and installs it in one atomic batch: a full replace of
-// the table, or only element changes when rs differs from the last applied
-// ruleset in set contents only. Invalid input is rejected before anything is
-// sent; a batch the kernel rejects leaves the old ruleset in place.
+// Apply validates rs and installs it in one atomic batch. When the last
+// applied ruleset is known and its hooked chains are unchanged, the batch
+// only adds, deletes or updates the sets, counters and chains that differ
+// (a policy change rewrites that policy's chain); otherwise, or when such an
+// update fails (e.g. someone else changed the table), the table is replaced
+// whole. Invalid input is rejected before anything is sent; a batch the
+// kernel rejects leaves the old ruleset in place.
 func (a *Applier) Apply(rs *Ruleset) (Result, error) {
 	c, err := compile(rs)
 	if err != nil {
 		return Result{}, err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.apply(c)
+}
+
+func (a *Applier) apply(c *compiled) (Result, error) {
+	var incErr error
+	if a.last != nil && incremental(a.last, c) {
+		conn, err := a.conn()
+		if err != nil {
+			return Result{}, err
+		}
+		res, err := updateTable(conn, a.last, c)
+		if err == nil {
+			a.last = c
+			return res, nil
+		}
+		// The kernel's table is still the old one (the batch is atomic),
+		// but retry from a known state: a fresh connection, a full replace.
+		incErr = err
+		a.last = nil
+		_ = a.closeConn()
+	}
 	conn, err := a.conn()
 	if err != nil {
-		return Result{}, err
+		return Result{}, errors.Join(incErr, err)
 	}
-	var res Result
-	if c.sameStructure(a.last) {
-		res.Sets, err = updateSets(conn, a.last, c)
-	} else {
-		res.Full = true
-		err = replace(conn, c)
-	}
-	if err != nil {
-		a.Reset()
-		a.closeConn()
-		return Result{}, err
+	// Keep counters monotonic across replaces (and restarts); a missing
+	// table just has none.
+	prev, _ := readCounters(conn)
+	if err := replace(conn, c, prev); err != nil {
+		a.last = nil
+		_ = a.closeConn()
+		return Result{}, errors.Join(incErr, err)
 	}
 	a.last = c
-	return res, nil
+	return Result{Full: true}, nil
 }
 
 // Close closes the netlink connection; the Applier may be used again.
 func (a *Applier) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	return a.closeConn()
 }
 
@@ -134,69 +166,45 @@ func table() *nftables.Table {
 }
 
 func nfSet(t *nftables.Table, s setSpec) *nftables.Set {
-	set := &nftables.Set{Table: t, Name: s.name, KeyType: nftables.TypeIPAddr}
+	addr := nftables.TypeIPAddr
+	if s.v6 {
+		addr = nftables.TypeIP6Addr
+	}
+	set := &nftables.Set{Table: t, Name: s.name, KeyType: addr}
 	switch s.kind {
 	case setPrefixes:
 		set.Interval = true
 	case setAddrPort:
-		set.KeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+		set.KeyType = nftables.MustConcatSetType(addr, nftables.TypeInetService)
 		set.Concatenation = true
 	}
 	return set
 }
 
-// replace deletes and recreates the table in one batch.
-func replace(conn *nftables.Conn, c *compiled) error {
+// replace deletes and recreates the table in one batch; counters start
+// from the values in prev.
+func replace(conn *nftables.Conn, c *compiled, prev map[string]Counter) error {
 	t := table()
 	conn.AddTable(t)
 	conn.DelTable(t)
 	conn.AddTable(t)
 	for _, n := range c.counters {
-		conn.AddObj(&nftables.CounterObj{Table: t, Name: n})
+		conn.AddObj(&nftables.CounterObj{Table: t, Name: n, Packets: prev[n].Packets, Bytes: prev[n].Bytes})
 	}
 	sets := map[string]*nftables.Set{}
 	for _, s := range c.sets {
-		set := nfSet(t, s)
-		if err := conn.AddSet(set, nil); err != nil {
-			return fmt.Errorf("add set %s: %w", s.name, err)
-		}
-		if err := addElems(conn, set, nfElems(s.kind, s.elems, true)); err != nil {
+		set, err := addSet(conn, t, s)
+		if err != nil {
 			return err
 		}
 		sets[s.name] = set
 	}
 	chains := map[string]*nftables.Chain{}
 	for _, ch := range c.chains {
-		nc := &nftables.Chain{Name: ch.name, Table: t}
-		switch ch.hook {
-		case "forward":
-			nc.Type, nc.Hooknum, nc.Priority = nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter
-		case "postrouting":
-			nc.Type, nc.Hooknum, nc.Priority = nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource
-		}
-		if ch.policy != "" {
-			p := nftables.ChainPolicyAccept
-			if ch.policy == "drop" {
-				p = nftables.ChainPolicyDrop
-			}
-			nc.Policy = &p
-		}
-		chains[ch.name] = conn.AddChain(nc)
+		chains[ch.name] = conn.AddChain(nfChain(t, ch))
 	}
 	for _, ch := range c.chains {
-		for _, r := range ch.rules {
-			var es []expr.Any
-			ctx := &ectx{}
-			for _, s := range r {
-				es = append(es, s.exprs(ctx)...)
-			}
-			for _, e := range es {
-				if l, ok := e.(*expr.Lookup); ok && sets[l.SetName] != nil {
-					l.SetID = sets[l.SetName].ID
-				}
-			}
-			conn.AddRule(&nftables.Rule{Table: t, Chain: chains[ch.name], Exprs: es})
-		}
+		addRules(conn, chains[ch.name], ch.rules, sets)
 	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("replace table: %w", err)
@@ -204,60 +212,51 @@ func replace(conn *nftables.Conn, c *compiled) error {
 	return nil
 }
 
-// updateSets changes only the elements of sets that differ between old and
-// new (same structure) in one batch.
-func updateSets(conn *nftables.Conn, old, new *compiled) (int, error) {
-	t := table()
-	n := 0
-	for i, s := range new.sets {
-		o := old.sets[i]
-		if equalElems(o.elems, s.elems) {
-			continue
-		}
-		n++
-		set := nfSet(t, s)
-		if s.kind == setPrefixes {
-			// Interval elements depend on their neighbours: replace all.
-			conn.FlushSet(set)
-			if err := addElems(conn, set, nfElems(s.kind, s.elems, true)); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		have := map[elem]bool{}
-		for _, e := range o.elems {
-			have[e] = true
-		}
-		want := map[elem]bool{}
-		var add []elem
-		for _, e := range s.elems {
-			want[e] = true
-			if !have[e] {
-				add = append(add, e)
-			}
-		}
-		var del []elem
-		for _, e := range o.elems {
-			if !want[e] {
-				del = append(del, e)
-			}
-		}
-		for _, ch := range chunks(nfElems(s.kind, del, false)) {
-			if err := conn.SetDeleteElements(set, ch); err != nil {
-				return 0, fmt.Errorf("delete elements of %s: %w", s.name, err)
-			}
-		}
-		if err := addElems(conn, set, nfElems(s.kind, add, false)); err != nil {
-			return 0, err
-		}
+func addSet(conn *nftables.Conn, t *nftables.Table, s setSpec) (*nftables.Set, error) {
+	set := nfSet(t, s)
+	if err := conn.AddSet(set, nil); err != nil {
+		return nil, fmt.Errorf("add set %s: %w", s.name, err)
 	}
-	if n == 0 {
-		return 0, nil
+	if err := addElems(conn, set, nfElems(s.kind, s.elems, true)); err != nil {
+		return nil, err
 	}
-	if err := conn.Flush(); err != nil {
-		return 0, fmt.Errorf("update sets: %w", err)
+	return set, nil
+}
+
+func nfChain(t *nftables.Table, ch chainSpec) *nftables.Chain {
+	nc := &nftables.Chain{Name: ch.name, Table: t}
+	switch ch.hook {
+	case "forward":
+		nc.Type, nc.Hooknum, nc.Priority = nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter
+	case "postrouting":
+		nc.Type, nc.Hooknum, nc.Priority = nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource
 	}
-	return n, nil
+	if ch.policy != "" {
+		p := nftables.ChainPolicyAccept
+		if ch.policy == "drop" {
+			p = nftables.ChainPolicyDrop
+		}
+		nc.Policy = &p
+	}
+	return nc
+}
+
+// addRules appends rules to chain; lookups of sets created in the same
+// batch (in sets) refer to them by ID as well as by name.
+func addRules(conn *nftables.Conn, chain *nftables.Chain, rules [][]stmt, sets map[string]*nftables.Set) {
+	for _, r := range rules {
+		var es []expr.Any
+		ctx := &ectx{}
+		for _, s := range r {
+			es = append(es, s.exprs(ctx)...)
+		}
+		for _, e := range es {
+			if l, ok := e.(*expr.Lookup); ok && sets[l.SetName] != nil {
+				l.SetID = sets[l.SetName].ID
+			}
+		}
+		conn.AddRule(&nftables.Rule{Table: chain.Table, Chain: chain, Exprs: es})
+	}
 }
 
 func equalElems(a, b []elem) bool {
@@ -294,25 +293,24 @@ func chunks(es []nftables.SetElement) [][]nftables.SetElement {
 }
 
 // nfElems encodes elements as the kernel wants them; whole interval sets
-// start with a 0.0.0.0 interval end, like nft does.
+// start with an interval end at the zero address, like nft does.
 func nfElems(k setKind, es []elem, whole bool) []nftables.SetElement {
 	var out []nftables.SetElement
 	for i, e := range es {
-		a := e.ip.As4()
+		a := e.ip.AsSlice()
 		switch k {
 		case setPrefixes:
-			if i == 0 && whole && e.ip != netip.AddrFrom4([4]byte{}) {
-				out = append(out, nftables.SetElement{Key: []byte{0, 0, 0, 0}, IntervalEnd: true})
+			if i == 0 && whole && !e.ip.IsUnspecified() {
+				out = append(out, nftables.SetElement{Key: make([]byte, len(a)), IntervalEnd: true})
 			}
-			out = append(out, nftables.SetElement{Key: a[:]})
-			if next := e.end.Next(); next.IsValid() && next.Is4() {
-				b := next.As4()
-				out = append(out, nftables.SetElement{Key: b[:], IntervalEnd: true})
+			out = append(out, nftables.SetElement{Key: a})
+			if next := e.end.Next(); next.IsValid() {
+				out = append(out, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
 			}
 		case setAddrPort:
-			out = append(out, nftables.SetElement{Key: append(a[:], byte(e.port>>8), byte(e.port), 0, 0)})
+			out = append(out, nftables.SetElement{Key: append(a, byte(e.port>>8), byte(e.port), 0, 0)})
 		default:
-			out = append(out, nftables.SetElement{Key: a[:]})
+			out = append(out, nftables.SetElement{Key: a})
 		}
 	}
 	return out

@@ -48,10 +48,19 @@ func TestApplySetOnlyChange(t *testing.T) {
 	applyText(t, textNS, rs)
 	assertSameTable(t, goNS, textNS)
 
-	// A structural change replaces the table.
+	// A change of a hooked chain's policy replaces the table.
+	c, err := compile(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.chains[len(c.chains)-1].policy = "drop" // postrouting
+	if incremental(a.last, c) {
+		t.Fatal("a changed base chain policy counts as incremental")
+	}
 	rs.Egress = rs.Egress[1:]
+	a.Reset()
 	if res, err := a.Apply(rs); err != nil || !res.Full {
-		t.Fatalf("structural change: result %+v, err %v", res, err)
+		t.Fatalf("apply after Reset: result %+v, err %v", res, err)
 	}
 	applyText(t, textNS, rs)
 	assertSameTable(t, goNS, textNS)
@@ -84,7 +93,7 @@ func TestApplyInvalidKeepsOldRuleset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := replace(conn, c); err == nil {
+	if err := replace(conn, c, nil); err == nil {
 		t.Fatal("kernel accepted a rule referencing a missing set")
 	}
 	_ = a.closeConn() // as Apply does after an error
@@ -113,7 +122,7 @@ func TestApplyManySetElements(t *testing.T) {
 	if res, err := a.Apply(rs); err != nil || res.Full || res.Sets != 1 {
 		t.Fatalf("set update: result %+v, err %v", res, err)
 	}
-	for set, want := range map[string]int{"fqdn_example_com": 5000, "out_0": 3000} {
+	for set, want := range map[string]int{"fqdn_example_com": 5000, "out_allow_https_0": 3000} {
 		out := ns.run(t, "nft", "-j", "list", "set", "inet", TableName, set)
 		// Each element is a JSON string or prefix object; count addresses.
 		if got := strings.Count(out, `"10.`) + strings.Count(out, `"100.`); got != want {

@@ -3,9 +3,12 @@
 // FQDN sets, service ingress, rate limits, logged drops), a renderer of that
 // model in `nft -f` syntax, and an applier that installs it as
 // `table inet firewall` with github.com/google/nftables in one atomic batch,
-// updating only set elements when nothing else changed.
+// rewriting only the sets and chains that changed (each policy has its own
+// chain), with named counters per policy and service and for dropped packets.
 //
-// The model is IPv4 only for now.
+// Addresses and prefixes may be IPv4 or IPv6 (the kernel wants one family per
+// set, so a rule naming both becomes one rule per family); egress SNAT is
+// IPv4 only, IPv6 is routed without translation.
 package nft
 
 import (
@@ -33,7 +36,7 @@ const (
 type Network struct {
 	Name      string         // identifier, e.g. "private"
 	Interface string         // interface towards the tenant network
-	Prefixes  []netip.Prefix // prefixes of the network, SNATed to Ruleset.SNAT
+	Prefixes  []netip.Prefix // prefixes of the network; the ipv4 ones are SNATed to Ruleset.SNAT
 	RateLimit uint32         // packets/second from this network before drops; 0 = none
 }
 
@@ -66,7 +69,7 @@ type Service struct {
 	Name         string
 	IP           netip.Addr
 	Ports        []ServicePort
-	SourceRanges []netip.Prefix // empty = from anywhere
+	SourceRanges []netip.Prefix // empty = from anywhere; those of the other family than IP are ignored
 }
 
 // Ruleset is the whole firewall configuration the package turns into
@@ -74,7 +77,7 @@ type Service struct {
 type Ruleset struct {
 	External  string       // interface towards the internet
 	Networks  []Network    // tenant networks
-	SNAT      []netip.Addr // egress SNAT IPs (a contiguous range); empty = masquerade
+	SNAT      []netip.Addr // egress ipv4 SNAT IPs (a contiguous range); empty = masquerade
 	Ingress   []Rule
 	Egress    []Rule
 	FQDNSets  []FQDNSet
@@ -110,10 +113,16 @@ func validIface(n string) error {
 	return nil
 }
 
+// validAddr accepts IPv4 and IPv6 addresses, but not IPv4-mapped IPv6 ones
+// (the kernel never sees those) nor zones.
+func validAddr(a netip.Addr) bool {
+	return a.IsValid() && !a.Is4In6() && a.Zone() == ""
+}
+
 func validPrefixes(ps []netip.Prefix) error {
 	for _, p := range ps {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return fmt.Errorf("invalid ipv4 prefix %q", p)
+		if !p.IsValid() || !validAddr(p.Addr()) {
+			return fmt.Errorf("invalid prefix %q", p)
 		}
 		if p.Masked() != p {
 			return fmt.Errorf("prefix %s has host bits set", p)
@@ -171,8 +180,8 @@ func (rs *Ruleset) Validate() error {
 			return err
 		}
 		for _, ip := range f.IPs {
-			if !ip.Is4() {
-				return fmt.Errorf("fqdn set %s: invalid ipv4 address %q", f.Name, ip)
+			if !validAddr(ip) {
+				return fmt.Errorf("fqdn set %s: invalid address %q", f.Name, ip)
 			}
 		}
 		if seen["f"+ident(f.Name)] {
@@ -191,8 +200,8 @@ func (rs *Ruleset) Validate() error {
 		if err := validName("service", s.Name); err != nil {
 			return err
 		}
-		if !s.IP.Is4() {
-			return fmt.Errorf("service %s: invalid ipv4 address %q", s.Name, s.IP)
+		if !validAddr(s.IP) {
+			return fmt.Errorf("service %s: invalid address %q", s.Name, s.IP)
 		}
 		if len(s.Ports) == 0 {
 			return fmt.Errorf("service %s: no ports", s.Name)
@@ -217,8 +226,11 @@ func (rs *Ruleset) Validate() error {
 }
 
 func validRule(r Rule, dir string, seen map[string]bool) error {
-	if err := validName("policy", r.Policy); err != nil {
-		return err
+	if !seen["p"+r.Policy] { // thousands of rules share few policy names
+		if err := validName("policy", r.Policy); err != nil {
+			return err
+		}
+		seen["p"+r.Policy] = true
 	}
 	if err := validPrefixes(r.CIDRs); err != nil {
 		return err

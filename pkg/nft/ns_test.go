@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 
@@ -99,7 +100,22 @@ func listTable(t testing.TB, n *testNS) []any {
 		}
 		out = append(out, stripHandles(m))
 	}
+	// Chains and sets added by an incremental update are listed after the
+	// others; order objects by kind and name, rules by chain (stable, so
+	// the order of rules in a chain still counts).
+	sort.SliceStable(out, func(i, j int) bool { return objKey(out[i]) < objKey(out[j]) })
 	return out
+}
+
+func objKey(o any) string {
+	for kind, v := range o.(map[string]any) {
+		m, _ := v.(map[string]any)
+		if kind == "rule" {
+			return fmt.Sprintf("rule/%v", m["chain"])
+		}
+		return fmt.Sprintf("%s/%v", kind, m["name"])
+	}
+	return ""
 }
 
 func stripHandles(v any) any {

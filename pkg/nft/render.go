@@ -30,13 +30,17 @@ func writeText(b *strings.Builder, c *compiled, elems bool) {
 	}
 	for _, s := range c.sets {
 		fmt.Fprintf(b, "\tset %s {\n", s.name)
+		typ := "ipv4_addr"
+		if s.v6 {
+			typ = "ipv6_addr"
+		}
 		switch s.kind {
 		case setPrefixes:
-			b.WriteString("\t\ttype ipv4_addr\n\t\tflags interval\n")
+			fmt.Fprintf(b, "\t\ttype %s\n\t\tflags interval\n", typ)
 		case setAddrs:
-			b.WriteString("\t\ttype ipv4_addr\n")
+			fmt.Fprintf(b, "\t\ttype %s\n", typ)
 		case setAddrPort:
-			b.WriteString("\t\ttype ipv4_addr . inet_service\n")
+			fmt.Fprintf(b, "\t\ttype %s . inet_service\n", typ)
 		}
 		if elems && len(s.elems) > 0 {
 			b.WriteString("\t\telements = {")
@@ -90,7 +94,7 @@ func elemText(k setKind, e elem) string {
 
 // rangePrefix returns the prefix covering exactly [first, last], if any.
 func rangePrefix(first, last netip.Addr) (netip.Prefix, bool) {
-	for bits := 0; bits <= 32; bits++ {
+	for bits := 0; bits <= first.BitLen(); bits++ {
 		p := netip.PrefixFrom(first, bits)
 		if p.Masked().Addr() == first && lastAddr(p) == last {
 			return p, true

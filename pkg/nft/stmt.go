@@ -19,18 +19,37 @@ type stmt interface {
 // ectx tracks the protocol dependencies already matched in a rule, as nft
 // does, so that the expressions equal what `nft -f` produces.
 type ectx struct {
-	ipv4 bool
+	family bool // the rule already matched the network protocol
 }
 
-func (c *ectx) needIPv4() []expr.Any {
-	if c.ipv4 {
+// needFamily matches the network protocol (ipv4 or ipv6) once per rule.
+func (c *ectx) needFamily(v6 bool) []expr.Any {
+	if c.family {
 		return nil
 	}
-	c.ipv4 = true
+	c.family = true
+	p := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		p = unix.NFPROTO_IPV6
+	}
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
 	}
+}
+
+// addrField is the nft name, offset and length of the source or destination
+// address of the network header.
+func addrField(v6, saddr bool) (name string, off, n uint32) {
+	switch {
+	case v6 && saddr:
+		return "ip6 saddr", 8, 16
+	case v6:
+		return "ip6 daddr", 24, 16
+	case saddr:
+		return "ip saddr", 12, 4
+	}
+	return "ip daddr", 16, 4
 }
 
 func protoNum(p Protocol) byte {
@@ -89,6 +108,8 @@ func (l l4proto) text() string {
 		return "meta l4proto icmp"
 	case unix.IPPROTO_UDP:
 		return "meta l4proto udp"
+	case unix.IPPROTO_ICMPV6:
+		return "meta l4proto ipv6-icmp"
 	}
 	return "meta l4proto tcp"
 }
@@ -126,26 +147,22 @@ type lookup struct {
 	saddr  bool
 	set    string
 	invert bool
+	v6     bool
 }
 
 func (l lookup) text() string {
-	d, op := "daddr", ""
-	if l.saddr {
-		d = "saddr"
-	}
+	d, _, _ := addrField(l.v6, l.saddr)
+	op := ""
 	if l.invert {
 		op = "!= "
 	}
-	return fmt.Sprintf("ip %s %s@%s", d, op, l.set)
+	return fmt.Sprintf("%s %s@%s", d, op, l.set)
 }
 
 func (l lookup) exprs(c *ectx) []expr.Any {
-	off := uint32(16)
-	if l.saddr {
-		off = 12
-	}
-	return append(c.needIPv4(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
+	_, off, n := addrField(l.v6, l.saddr)
+	return append(c.needFamily(l.v6),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Lookup{SourceRegister: 1, SetName: l.set, Invert: l.invert})
 }
 
@@ -183,14 +200,26 @@ func (p port) exprs(*ectx) []expr.Any {
 type addrPort struct {
 	proto Protocol
 	set   string
+	v6    bool
 }
 
-func (a addrPort) text() string { return fmt.Sprintf("ip daddr . %s dport @%s", a.proto, a.set) }
+func (a addrPort) text() string {
+	d, _, _ := addrField(a.v6, false)
+	return fmt.Sprintf("%s . %s dport @%s", d, a.proto, a.set)
+}
+
 func (a addrPort) exprs(c *ectx) []expr.Any {
-	es := append(c.needIPv4(), l4proto{proto: protoNum(a.proto)}.exprs(nil)...)
+	_, off, n := addrField(a.v6, false)
+	// The port follows the address in the registers: 32-bit register 9
+	// after an ipv4 address, 128-bit register 2 after an ipv6 one (as nft).
+	reg := uint32(9)
+	if a.v6 {
+		reg = 2
+	}
+	es := append(c.needFamily(a.v6), l4proto{proto: protoNum(a.proto)}.exprs(nil)...)
 	return append(es,
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: 1, SetName: a.set})
 }
 
@@ -249,42 +278,36 @@ func (s snat) exprs(*ectx) []expr.Any {
 }
 
 // addrMatch matches the source or destination address against one prefix
-// inline, the way nft encodes `ip daddr 10.0.0.0/8`.
+// inline, the way nft encodes `ip daddr 10.0.0.0/8` or `ip6 daddr ::/0`.
 type addrMatch struct {
 	saddr bool
 	p     netip.Prefix
 }
 
 func (m addrMatch) text() string {
-	d := "daddr"
-	if m.saddr {
-		d = "saddr"
+	d, _, _ := addrField(m.p.Addr().Is6(), m.saddr)
+	if m.p.IsSingleIP() {
+		return fmt.Sprintf("%s %s", d, m.p.Addr())
 	}
-	if m.p.Bits() == 32 {
-		return fmt.Sprintf("ip %s %s", d, m.p.Addr())
-	}
-	return fmt.Sprintf("ip %s %s", d, m.p)
+	return fmt.Sprintf("%s %s", d, m.p)
 }
 
 func (m addrMatch) exprs(c *ectx) []expr.Any {
-	off := uint32(16)
-	if m.saddr {
-		off = 12
-	}
-	a := m.p.Addr().As4()
+	v6 := m.p.Addr().Is6()
+	_, off, n := addrField(v6, m.saddr)
+	a := m.p.Addr().AsSlice()
 	bits := m.p.Bits()
 	if bits > 0 && bits%8 == 0 {
-		n := uint32(bits / 8)
-		return append(c.needIPv4(),
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:n]})
+		return append(c.needFamily(v6),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(bits / 8)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:bits/8]})
 	}
-	mask := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-bits)&uint32(uint64(1)<<32-1))
-	if bits == 0 {
-		mask = []byte{0, 0, 0, 0}
+	mask := make([]byte, n)
+	for i := 0; i < bits; i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
 	}
-	return append(c.needIPv4(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]})
+	return append(c.needFamily(v6),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a})
 }
