@@ -61,7 +61,10 @@ var (
 		module + "/cmd/metal-osinit":    {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store"},
 		module + "/cmd/switch-agent":    {"k8s.io/", "sigs.k8s.io/", module + "/pkg/store/"},
 		// Cluster components talk to metal-api through its client only.
-		module + "/pkg/ccm": {module + "/pkg/store"},
+		module + "/pkg/ccm":        {module + "/pkg/store"},
+		module + "/pkg/autoscaler": {module + "/pkg/store"},
+		// The provider config API stays light: apimachinery only, no Gardener or controller-runtime.
+		module + "/pkg/apis/metal": {"github.com/gardener/", "sigs.k8s.io/controller-runtime", "k8s.io/client-go", "k8s.io/apiserver", module + "/pkg/store"},
 	}
 )
 
