@@ -1,0 +1,284 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gardencorev1beta1 "github.com/gardener/gardener/pkg/apis/core/v1beta1"
+	v1beta1constants "github.com/gardener/gardener/pkg/apis/core/v1beta1/constants"
+	extensionsv1alpha1 "github.com/gardener/gardener/pkg/apis/extensions/v1alpha1"
+	mcmapp "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app"
+	mcmoptions "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app/options"
+	machinev1alpha1 "github.com/gardener/machine-controller-manager/pkg/apis/machine/v1alpha1"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/component-base/logs"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/metalforge/metalforge/controllers/infrastructure"
+	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
+	"github.com/metalforge/metalforge/controllers/worker"
+	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
+	networkops "github.com/metalforge/metalforge/pkg/client/metalapi/network"
+	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/mcm"
+)
+
+// childEnv makes the test binary one of MCM's controllers instead of running tests (MCM's app.Run
+// takes no context, never returns and owns global flag and klog state), as in pkg/mcm's tests.
+const childEnv = "METALFORGE_MCM_CHILD"
+
+const (
+	childProvider = "provider" // MCM's provider-side machine controller with pkg/mcm's driver
+	childMCM      = "mcm"      // MCM's machine-deployment and machine-set controllers
+)
+
+// runChild runs the child the environment names and reports whether it did.
+func runChild() (int, bool) {
+	switch os.Getenv(childEnv) {
+	case childProvider:
+		return mcm.Main("machine-controller-manager-provider-metal", os.Args[1:], os.Stderr), true
+	case childMCM:
+		fs := pflag.NewFlagSet("machine-controller-manager", pflag.ContinueOnError)
+		s := mcmoptions.NewMCMServer()
+		s.AddFlags(fs)
+		if err := fs.Parse(os.Args[1:]); err != nil {
+			fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
+			return 2, true
+		}
+		logs.InitLogs()
+		defer logs.FlushLogs()
+		if err := mcmapp.Run(s); err != nil {
+			fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+// TestWorkerWithMCM is the worker path end to end: gardener's Worker controller with the delegate
+// writes the MachineClass and MachineDeployment, the real machine-controller-manager (its
+// machine-deployment controller and the provider controller with pkg/mcm's driver, as processes)
+// turns them into a Machine, and the driver allocates a waiting metal-api machine with the class's
+// partition, size, image, networks, tags, SSH key and user data; the Worker's reconcile then
+// succeeds, and deleting the Worker frees the machine and removes the Worker. MCM runs without a
+// target cluster (no kubelet here), in which mode a created machine counts as available.
+func TestWorkerWithMCM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs two MCM processes")
+	}
+	f := infratest.Start(t)
+	f.WaitingMachine(1)
+	shoot := infratest.Shoot{Name: "mcm", UID: "uid-mcm"}
+	ns := shoot.Namespace()
+	ctx := t.Context()
+	k := kube(t)
+	nw, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
+		ProjectID: f.Project, PartitionID: infratest.Partition, Labels: map[string]string{infrastructure.ClusterLabel: shoot.UID}}), nil)
+	check(t, err)
+	check(t, k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	check(t, k.Create(ctx, f.Cluster(shoot)))
+	check(t, k.Create(ctx, f.CloudProviderSecret(ns)))
+	const userData = "#cloud-config\nhostname: <<MACHINE_NAME>>\n"
+	check(t, k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "user-data", Namespace: ns},
+		Data: map[string][]byte{"cloud-config": []byte(userData)}}))
+	w := &extensionsv1alpha1.Worker{
+		ObjectMeta: metav1.ObjectMeta{Name: "worker", Namespace: ns,
+			Annotations: map[string]string{v1beta1constants.GardenerOperation: v1beta1constants.GardenerOperationReconcile}},
+		Spec: extensionsv1alpha1.WorkerSpec{
+			DefaultSpec:  extensionsv1alpha1.DefaultSpec{Type: infrastructure.Type},
+			Region:       "fra",
+			SecretRef:    corev1.SecretReference{Name: "cloudprovider", Namespace: ns},
+			SSHPublicKey: []byte(sshKey),
+			Pools: []extensionsv1alpha1.WorkerPool{{
+				Name: "pool", MachineType: infratest.Size, Minimum: 1, Maximum: 1,
+				MaxSurge: intstr.FromInt32(1), MaxUnavailable: intstr.FromInt32(0),
+				MachineImage:        extensionsv1alpha1.MachineImage{Name: infratest.ImageName, Version: infratest.ImageVersion},
+				UserDataSecretRef:   corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "user-data"}, Key: "cloud-config"},
+				NodeAgentSecretName: new("gardener-node-agent-pool-7e8f9"),
+			}},
+		},
+	}
+	check(t, k.Create(ctx, w))
+
+	mgr, err := manager.New(env.Config, manager.Options{Scheme: newScheme(t), Logger: testLog(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: new(true)}}) // one worker controller per test
+	check(t, err)
+	mctx, cancel := context.WithCancel(context.Background())
+	check(t, worker.AddToManager(mctx, mgr, worker.AddOptions{}))
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	kubeconfig := writeKubeconfig(t)
+	common := []string{"--control-kubeconfig=" + kubeconfig, "--target-kubeconfig=none", "--namespace=" + ns,
+		"--leader-elect=false", "--address=127.0.0.1", "--kube-api-content-type=application/json", "--v=2"}
+	begin := time.Now()
+	startChild(t, childMCM, append(common, "--port="+freePort(t))...)
+	startChild(t, childProvider, append(common, "--port="+freePort(t), "--machine-creation-timeout=10m", "--machine-health-timeout=10m")...)
+
+	var m machinev1alpha1.Machine
+	waitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
+		var l machinev1alpha1.MachineList
+		if err := k.List(ctx, &l, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, x := range l.Items {
+			if x.Spec.ProviderID != "" {
+				m = x
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%d machines, none with a provider id", len(l.Items))
+	})
+	t.Logf("Worker → MachineDeployment → MCM → metal-api allocation in %v", time.Since(begin).Round(time.Millisecond))
+	id, err := mcm.ParseProviderID(m.Spec.ProviderID)
+	check(t, err)
+	r, err := f.Admin.Machine.GetMachineContext(ctx, machineops.NewGetMachineParams().WithID(id), nil)
+	check(t, err)
+	a := r.Payload.Allocation
+	if a == nil {
+		t.Fatalf("machine %s is not allocated", id)
+	}
+	var nets []string
+	for _, n := range a.Networks {
+		nets = append(nets, n.NetworkID)
+	}
+	if a.ProjectID != f.Project || a.ImageID != infratest.ImageName+"-"+infratest.ImageVersion || r.Payload.SizeID != infratest.Size ||
+		r.Payload.PartitionID != infratest.Partition || !slices.Contains(nets, nw.Payload.ID) ||
+		!slices.Equal(a.SSHPubKeys, []string{sshKey}) || a.UserData != strings.ReplaceAll(userData, "<<MACHINE_NAME>>", m.Name) {
+		t.Errorf("allocation of %s: project %s image %s size %s partition %s networks %v keys %v user data %q",
+			id, a.ProjectID, a.ImageID, r.Payload.SizeID, r.Payload.PartitionID, nets, a.SSHPubKeys, a.UserData)
+	}
+	for _, tag := range []string{infrastructure.ClusterTag(shoot.UID), worker.TagPool + "pool", mcm.TagMachine + m.Name} {
+		if !slices.Contains(r.Payload.Tags, tag) {
+			t.Errorf("machine %s tags %v lack %s", id, r.Payload.Tags, tag)
+		}
+	}
+
+	// gardener's generic actuator waits (polling every 5s) until MCM reports the deployment
+	// available, then the Worker's reconcile succeeds.
+	waitFor(t, 60*time.Second, "worker reconciled", func() (bool, error) {
+		if err := k.Get(ctx, client.ObjectKeyFromObject(w), w); err != nil {
+			return false, err
+		}
+		lo := w.Status.LastOperation
+		return lo != nil && lo.State == gardencorev1beta1.LastOperationStateSucceeded, fmt.Errorf("last operation %+v", lo)
+	})
+	t.Logf("worker reconciled after %v", time.Since(begin).Round(time.Millisecond))
+
+	// Deleting the Worker deletes the MachineDeployment; MCM deletes the Machine, the driver frees
+	// the metal-api machine, and the Worker's finalizer goes.
+	begin = time.Now()
+	check(t, k.Delete(ctx, w))
+	waitFor(t, 2*time.Minute, "worker deleted and machine freed", func() (bool, error) {
+		err := k.Get(ctx, client.ObjectKeyFromObject(w), w)
+		if !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("worker still there (%v), last operation %+v", err, w.Status.LastOperation)
+		}
+		r, err := f.Admin.Machine.GetMachineContext(ctx, machineops.NewGetMachineParams().WithID(id), nil)
+		if err != nil {
+			return false, err
+		}
+		return r.Payload.Allocation == nil, fmt.Errorf("machine %s still allocated", id)
+	})
+	t.Logf("worker deleted, machine freed after %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// writeKubeconfig writes the control plane's admin credentials for the MCM processes.
+func writeKubeconfig(t *testing.T) string {
+	t.Helper()
+	c := env.Config
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
+	kc.CurrentContext = "envtest"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	check(t, clientcmd.WriteToFile(*kc, path))
+	return path
+}
+
+// freePort returns a loopback port that was free a moment ago, for MCM's metrics server.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(t, err)
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// lockedBuffer collects a child's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startChild runs this test binary as one of MCM's controllers until the test ends, then kills it
+// by PID; its output is shown when the test fails (or with METALFORGE_LOG=1).
+func startChild(t *testing.T, role string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), childEnv+"="+role)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	check(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case err := <-exited:
+			t.Errorf("%s exited early: %v", role, err)
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() || os.Getenv("METALFORGE_LOG") != "" {
+			lines := strings.Split(out.String(), "\n")
+			if len(lines) > 200 {
+				lines = lines[len(lines)-200:]
+			}
+			t.Logf("output of %s (pid %d):\n%s", role, cmd.Process.Pid, strings.Join(lines, "\n"))
+		}
+	})
+}
