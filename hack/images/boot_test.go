@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,12 +19,16 @@ import (
 	"github.com/metalforge/metalforge/pkg/bootrpc"
 	"github.com/metalforge/metalforge/pkg/bootrpc/bootrpctest"
 	"github.com/metalforge/metalforge/pkg/phonehome"
+	"github.com/metalforge/metalforge/pkg/phonehome/osinit"
 )
 
 // TestSmallImageBoots installs and boots the small image (always, when root).
 func TestSmallImageBoots(t *testing.T) {
-	testBoot(t, "small", 512<<20, 120*time.Second)
+	testBoot(t, "small", 512<<20, 120*time.Second, bootExtra{wants: []string{"hostname " + machineIDOf("small")}})
 }
+
+// machineIDOf is the machine id the boot test of an image uses.
+func machineIDOf(image string) string { return "e2e-" + image + "-1" }
 
 // TestDebianImageBoots does the same with the debian image (systemd, ~60 s under TCG; the build
 // takes ~1 min with a warm .deb cache, ~3 min cold). Opt in with METALFORGE_IMAGE_TESTS=debian.
@@ -31,24 +36,143 @@ func TestDebianImageBoots(t *testing.T) {
 	if !strings.Contains(os.Getenv("METALFORGE_IMAGE_TESTS"), "debian") {
 		t.Skip("slow (image build + systemd boot under TCG); set METALFORGE_IMAGE_TESTS=debian to run")
 	}
-	testBoot(t, "debian", 2<<30, 240*time.Second)
+	testBoot(t, "debian", 2<<30, 240*time.Second, bootExtra{})
 }
 
-// TestFirewallImageBoots boots the firewall image (debian + frr + nftables). Opt in with
-// METALFORGE_IMAGE_TESTS=firewall.
+// TestFirewallImageBoots installs the firewall image with a firewall allocation (as the hammer
+// writes it: install.json) and boots it: metal-osinit's first-boot step must write the
+// configuration (its kernel log marker names the egress address), FRR must answer with bgpd
+// running, and firewall-controller must have applied its base ruleset: `table inet firewall` with
+// a SNAT rule to the egress address. A check unit the test adds to the installed disk (not part of
+// the image) reports both through the kernel log on the serial console, like the phone-home marker.
+//
+// It runs by default (root, not -short): with the image up to date the build step takes ~14 s and
+// the boot ~45 s to the checked ruleset (~2 min on a loaded machine); a rebuild after a change to
+// firewall-controller or metal-osinit adds 70-210 s with a warm .deb cache.
 func TestFirewallImageBoots(t *testing.T) {
-	if !strings.Contains(os.Getenv("METALFORGE_IMAGE_TESTS"), "firewall") {
-		t.Skip("slow (image build + systemd boot under TCG); set METALFORGE_IMAGE_TESTS=firewall to run")
+	id := machineIDOf("firewall")
+	alloc := firewallAllocation(id)
+	b, err := json.MarshalIndent(alloc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
 	}
-	testBoot(t, "firewall", 2<<30, 240*time.Second)
+	testBoot(t, "firewall", 2<<30, 300*time.Second, bootExtra{
+		files: map[string]string{
+			"etc/metalforge/install.json":                   string(b) + "\n",
+			"usr/local/sbin/metalforge-fwcheck":             fwCheckScript,
+			"etc/systemd/system/metalforge-fwcheck.service": fwCheckUnit,
+			"etc/metalforge/fwcheck.env":                    "EGRESS=" + fwEgress + "\nROUTERID=" + fwRouterID + "\n",
+		},
+		links: map[string]string{
+			"etc/systemd/system/multi-user.target.wants/metalforge-fwcheck.service": "/etc/systemd/system/metalforge-fwcheck.service",
+		},
+		wants: []string{
+			osinit.FirewallMarker + " machine=" + id + " external=vlan104009 egress=" + fwEgress,
+			fwCheckFRR,
+			fwCheckNFT + fwEgress,
+			fwCheckDev,
+		},
+		fails: fwCheckFailed,
+	})
 }
 
-// testBoot builds an image, installs it onto a sparse GPT disk of diskSize bytes the way the hammer does (EFI vfat + ext4
-// root, extract, phonehome.json, hostname), boots the image's own kernel and initrd in QEMU with
-// the hammer's command line and waits until the fake boot service on the host receives "Phoned
-// Home" for the machine, sent with the machine's token. bootTimeout bounds the boot (LAB-NOTES:
-// allow more when other VMs share the two cores).
-func testBoot(t *testing.T, image string, diskSize int64, bootTimeout time.Duration) {
+// fwEgress is the egress (SNAT) address of the test's firewall allocation, fwRouterID its
+// underlay address (FRR's router id).
+const fwEgress, fwRouterID = "203.0.113.9", "10.255.0.1"
+
+// firewallAllocation is a firewall as metal-api allocates it: the project's private network, an
+// external network with NAT (one egress address) and the underlay, all with one ASN.
+func firewallAllocation(hostname string) *api.MachineAllocation {
+	return &api.MachineAllocation{ProjectID: "lab", Name: hostname, Hostname: hostname, Role: api.RoleFirewall, ImageID: "firewall",
+		Networks: []api.MachineNetwork{
+			{NetworkID: "cluster", NetworkType: api.NetworkPrivate, Private: true, VRF: 10001, ASN: 4200000001,
+				Prefixes: []string{"10.128.0.0/22"}, IPs: []string{"10.128.0.1"}},
+			{NetworkID: "internet", NetworkType: api.NetworkExternal, VRF: 104009, ASN: 4200000001, NAT: true,
+				Prefixes: []string{"203.0.113.0/24"}, DestinationPrefixes: []string{"0.0.0.0/0"}, IPs: []string{fwEgress}},
+			{NetworkID: "underlay", NetworkType: api.NetworkUnderlay, Underlay: true, ASN: 4200000001,
+				Prefixes: []string{"10.255.0.0/22"}, IPs: []string{fwRouterID}},
+		}}
+}
+
+// The check's kernel log lines.
+const (
+	fwCheckFRR    = "metalforge-test: frr up, bgpd answers"
+	fwCheckNFT    = "metalforge-test: table inet firewall snats to "
+	fwCheckDev    = "metalforge-test: vrf10001 > vlan10001 > vni10001 and the egress address on vlan104009"
+	fwCheckFailed = "metalforge-test: firewall check failed"
+)
+
+// fwCheckUnit runs the check once the system is up.
+const fwCheckUnit = `[Unit]
+Description=metalforge boot test: FRR up and the firewall ruleset applied
+After=multi-user.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/metalforge/fwcheck.env
+ExecStart=/usr/local/sbin/metalforge-fwcheck
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// fwCheckScript polls (bounded: 180 s) until bgpd runs and answers through vtysh with the
+// allocation's router id (so FRR loaded metal-osinit's frr.conf), networkd made the VRF devices
+// of the naming convention with the firewall's addresses, and `table inet firewall` has a snat
+// rule naming $EGRESS; it reports each through the kernel log, and on timeout what it saw.
+const fwCheckScript = `#!/bin/sh
+frr=no nft=no dev=no
+for i in $(seq 1 360); do
+	if [ "$frr" = no ] && systemctl is-active -q frr && pidof bgpd >/dev/null &&
+		vtysh -c 'show bgp summary json' 2>/dev/null | tr -d ' \n' | grep -qF "\"routerId\":\"$ROUTERID\""; then
+		frr=yes
+		echo "<5>` + fwCheckFRR + `" >/dev/kmsg
+	fi
+	rule=$(nft list table inet firewall 2>/dev/null | grep snat | grep -F "$EGRESS" | head -n1 | sed 's/^[[:space:]]*//')
+	if [ "$nft" = no ] && [ -n "$rule" ]; then
+		nft=yes
+		echo "<5>` + fwCheckNFT + `$EGRESS: $rule" >/dev/kmsg
+	fi
+	if [ "$dev" = no ] && ip -o addr show dev vlan104009 2>/dev/null | grep -qF " $EGRESS/32" &&
+		ip -o link show master vrf10001 2>/dev/null | grep -q ' vlan10001:' &&
+		ip -o link show master vlan10001 2>/dev/null | grep -q ' vni10001:'; then
+		dev=yes
+		echo "<5>` + fwCheckDev + `" >/dev/kmsg
+	fi
+	if [ "$frr" = yes ] && [ "$nft" = yes ] && [ "$dev" = yes ]; then
+		exit 0
+	fi
+	sleep 0.5
+done
+{
+	echo "<3>` + fwCheckFailed + `: frr=$frr nft=$nft dev=$dev"
+	echo "<3>metalforge-test: links $(ip -br link 2>&1 | tr '\n' '|' | cut -c1-700)"
+	for u in frr firewall-controller metalforge-firewall; do
+		echo "<3>metalforge-test: $u $(systemctl is-active $u) $(journalctl -u $u -n 8 --no-pager -o cat 2>&1 | tr '\n' '|' | cut -c1-700)"
+	done
+	echo "<3>metalforge-test: ruleset $(nft list ruleset 2>&1 | tr '\n\t' '  ' | cut -c1-900)"
+} | while IFS= read -r line; do echo "$line" >/dev/kmsg; done
+exit 1
+`
+
+// bootExtra is what a boot test adds to the installed disk and expects on the serial console.
+type bootExtra struct {
+	// files (path below the root → content; scripts under sbin/ or bin/ get mode 0755) and links
+	// (path → target) are written after the hammer's files.
+	files, links map[string]string
+	// wants are the lines the serial log must show after the phone home, in any order.
+	wants []string
+	// fails ends the wait early when it shows up in the serial log.
+	fails string
+}
+
+// testBoot builds an image, installs it onto a sparse GPT disk of diskSize bytes the way the
+// hammer does (EFI vfat + ext4 root, extract, phonehome.json, hostname, then extra's files),
+// boots the image's own kernel and initrd in QEMU with the hammer's command line and waits until
+// the fake boot service on the host receives "Phoned Home" for the machine, sent with the
+// machine's token, and the serial log shows the phone-home marker and extra's lines. bootTimeout
+// bounds all of it (LAB-NOTES: allow more when other VMs share the two cores).
+func testBoot(t *testing.T, image string, diskSize int64, bootTimeout time.Duration, extra bootExtra) {
 	if testing.Short() {
 		t.Skip("boots a VM; skipped with -short")
 	}
@@ -60,7 +184,7 @@ func testBoot(t *testing.T, image string, diskSize int64, bootTimeout time.Durat
 	work := t.TempDir()
 
 	ms := bootrpctest.NewMachines()
-	machineID := "e2e-" + image + "-1"
+	machineID := machineIDOf(image)
 	ms.Put(api.Machine{Meta: api.Meta{ID: machineID}, PartitionID: "lab"})
 	addr := bootrpctest.Serve(t, bootrpc.Config{Machines: ms, Auth: bootrpctest.Tokens{
 		"machine-secret": {Name: "phone home", Role: auth.RoleMachine, PartitionID: "lab", MachineID: machineID},
@@ -70,7 +194,7 @@ func testBoot(t *testing.T, image string, diskSize int64, bootTimeout time.Durat
 	inst := install(t, filepath.Join(dir, image+".tar.zst"), work, diskSize, phonehome.File{
 		// QEMU user networking: the guest reaches the host's loopback as 10.0.2.2.
 		API: "10.0.2.2:" + port, MachineID: machineID, Token: "machine-secret",
-	}, machineID)
+	}, machineID, extra)
 
 	serial := filepath.Join(work, "serial.log")
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -131,19 +255,29 @@ func testBoot(t *testing.T, image string, diskSize int64, bootTimeout time.Durat
 	t.Logf("phoned home %.1f s after QEMU start", phoned.Seconds())
 
 	// The marker reaches the serial console through the kernel log; the small image also says
-	// that it applied the hostname the "hammer" wrote.
-	wants := []string{phonehome.Marker + " machine=" + machineID}
-	if image == "small" {
-		wants = append(wants, "hostname "+machineID)
-	}
+	// that it applied the hostname the "hammer" wrote, the firewall's check unit what it found.
+	wants := append([]string{phonehome.Marker + " machine=" + machineID}, extra.wants...)
 	for _, want := range wants {
 		deadline := time.Now().Add(15 * time.Second)
+		if len(extra.wants) > 0 {
+			deadline = start.Add(bootTimeout)
+		}
 		for !strings.Contains(readFile(serial), want) {
+			if extra.fails != "" && strings.Contains(readFile(serial), extra.fails) {
+				time.Sleep(2 * time.Second) // the check's details follow its failure line
+				failf("serial log shows %q while waiting for %q", extra.fails, want)
+			}
 			if time.Now().After(deadline) {
 				failf("serial log lacks %q", want)
 			}
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case err := <-exited:
+				exited <- err
+				failf("qemu exited while waiting for %q: %v", want, err)
+			case <-time.After(250 * time.Millisecond):
+			}
 		}
+		t.Logf("%.1f s after QEMU start: %s", time.Since(start).Seconds(), want)
 	}
 	if testing.Verbose() {
 		t.Logf("serial log (tail):\n%s", tail(serial, 40))
@@ -158,7 +292,7 @@ type installed struct {
 // install partitions a sparse disk file like the default layout of example/seed.yaml (1: EFI vfat,
 // 2: ext4 root), extracts the image onto the root file system through a loop device, writes the
 // files the hammer writes, and copies the image's kernel and initrd out for QEMU.
-func install(t *testing.T, image, work string, size int64, ph phonehome.File, hostname string) installed {
+func install(t *testing.T, image, work string, size int64, ph phonehome.File, hostname string, extra bootExtra) installed {
 	t.Helper()
 	in := installed{disk: filepath.Join(work, "disk.img"), uuid: newUUID(t)}
 	if err := os.WriteFile(in.disk, nil, 0o600); err != nil {
@@ -198,6 +332,28 @@ func install(t *testing.T, image, work string, size int64, ph phonehome.File, ho
 	}
 	for name, body := range map[string]string{"etc/hostname": hostname + "\n", "etc/resolv.conf": "nameserver 10.0.2.3\n"} {
 		if err := os.WriteFile(filepath.Join(mnt, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range extra.files {
+		p := filepath.Join(mnt, name)
+		mode := os.FileMode(0o644)
+		if strings.Contains(name, "sbin/") || strings.Contains(name, "bin/") {
+			mode = 0o755
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, target := range extra.links {
+		p := filepath.Join(mnt, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
 			t.Fatal(err)
 		}
 	}

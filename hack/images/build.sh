@@ -10,14 +10,17 @@
 #   debian    mmdebstrap minbase bookworm + systemd, udev, networkd (DHCP), openssh-server (ed25519
 #             host key made at first boot), linux-image-amd64, initramfs-tools (listed modules
 #             only), metal-phonehome as a systemd unit.
-#   firewall  debian + frr + nftables, features [firewall].
+#   firewall  debian + frr + nftables + firewall-controller (static, /usr/local/bin, a systemd unit)
+#             + metal-osinit (first-boot setup: firewall.json, frr.conf, VRF devices from the
+#             allocation), features [firewall]. Needs ./cmd/firewall-controller.
 #
 # Needs root (mknod, chroot, ownership). Installs its Debian packages through hack/deps.sh. Outputs
 # go to ${METALFORGE_CACHE:-~/.cache/metalforge}/images/<name>-<key>, keyed by every input (this
-# script, hack/images/<name>/, the binaries it builds, package versions), so a second run with the
-# same inputs only prints the directory. The directory holds <name>.tar.zst, <name>.tar.zst.sha256
-# and <name>.json {name, os, osVersion, features, sha256, size, kernel}. Progress goes to stderr; the
-# last line on stdout is the output directory.
+# script, hack/images/<name>/ (firewall: debian/ and firewall/), the content of the binaries it
+# builds, package versions), so a second run with the same inputs only prints the directory. The
+# directory holds <name>.tar.zst, <name>.tar.zst.sha256 and <name>.json {name, os, osVersion,
+# features, sha256, size, kernel}. Progress goes to stderr; the last line on stdout is the output
+# directory.
 #
 # Environment: METALFORGE_CACHE (cache root), METALFORGE_KERNEL_VERSION (e.g. 6.1.0-56-amd64;
 # default: the hammer initramfs' pinned kernel, else what linux-image-amd64 depends on), ZSTD_LEVEL (default 3), METALFORGE_KEEP_WORK=1 (keep
@@ -265,6 +268,8 @@ build_debian() {
 
 	export METALFORGE_IMAGE_ASSETS="${here}/debian" METALFORGE_PHONEHOME_BIN="${work}/bin/metal-phonehome"
 	export METALFORGE_IMAGE_NAME="${name}"
+	export METALFORGE_FIREWALL_ASSETS="${here}/firewall" METALFORGE_OSINIT_BIN="${work}/bin/metal-osinit"
+	export METALFORGE_FIREWALL_CONTROLLER_BIN="${work}/bin/firewall-controller"
 	log "mmdebstrap ${name}: ${packages[*]}"
 	local packages_csv
 	packages_csv="$(IFS=,; echo "${packages[*]}")"
@@ -285,6 +290,12 @@ build_debian() {
 	[[ "${real_kver}" == "${kver}" ]] || log "warning: image kernel ${real_kver}, expected ${kver}"
 	require_files "${root}" "boot/vmlinuz-${real_kver}" "boot/initrd.img-${real_kver}" usr/sbin/metal-phonehome \
 		etc/systemd/system/multi-user.target.wants/metal-phonehome.service vmlinuz initrd.img
+	if [[ "${name}" == firewall ]]; then
+		require_files "${root}" usr/local/bin/firewall-controller usr/sbin/metal-osinit \
+			etc/systemd/system/multi-user.target.wants/firewall-controller.service \
+			etc/systemd/system/multi-user.target.wants/metalforge-firewall.service \
+			etc/systemd/system/multi-user.target.wants/frr.service
+	fi
 	! compgen -G "${root}/etc/ssh/ssh_host_*" >/dev/null || die "image carries SSH host keys"
 	local want listing
 	listing="$(lsinitramfs "${root}/boot/initrd.img-${real_kver}")"
@@ -346,11 +357,17 @@ main() {
 		build_go "${work}/bin" metal-phonehome
 		local packages=("${debian_packages[@]}")
 		local features='"machine"'
+		inputs+=("${here}/debian" "${work}/bin/metal-phonehome")
 		if [[ "${name}" == firewall ]]; then
+			[[ -d "${repo}/cmd/firewall-controller" ]] || die "no ./cmd/firewall-controller to put into the firewall image"
+			# -trimpath and no VCS stamp: the same sources give the same binary, so the key (the
+			# binaries' content) changes only when the controller or metal-osinit really do.
+			build_go "${work}/bin" metal-osinit firewall-controller
 			packages+=("${firewall_packages[@]}")
 			features='"firewall"'
+			inputs+=("${here}/firewall" "${work}/bin/metal-osinit" "${work}/bin/firewall-controller")
 		fi
-		inputs+=("${here}/debian" "${work}/bin/metal-phonehome" "${packages[*]}")
+		inputs+=("${packages[*]}")
 		local p
 		for p in "${packages[@]}"; do
 			inputs+=("${p}=$(candidate "${p}")")

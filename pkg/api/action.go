@@ -16,8 +16,10 @@ type MachineAllocateRequest struct {
 	FilesystemLayoutID string `json:"filesystemLayoutID,omitempty"`
 	Role               string `json:"role,omitempty"`
 	// Networks are the networks to attach; a machine needs exactly one private network of its project
-	// (allocated on the fly when none is named and AutoNetwork is set). Firewalls also get the
-	// partition's underlay network and may name external networks.
+	// (allocated on the fly when none is named and AutoNetwork is set). A firewall takes its project's
+	// private network in the partition when none is named, always gets the partition's underlay
+	// network and needs at least one external network: it gets one address in each (or the named
+	// ones), its egress (SNAT) addresses.
 	Networks    []AllocationNetwork `json:"networks,omitempty"`
 	AutoNetwork bool                `json:"autoNetwork,omitempty"`
 	SSHPubKeys  []string            `json:"sshPubKeys,omitempty"`

@@ -13,6 +13,10 @@ type FirewallConfig struct {
 	ProjectID string `json:"projectID"`
 	// ExternalInterface is the interface towards the internet (the external network's side).
 	ExternalInterface string `json:"externalInterface"`
+	// ExternalVRF is the VNI of the external network (0: routed in the default VRF). A packet
+	// forwarded into a VRF shows the VRF device (vrf<VNI>) as its input interface in the forward
+	// hook, while it leaves by the network's interface (vlan<VNI>); see pkg/phonehome/osinit.
+	ExternalVRF uint32 `json:"externalVRF,omitempty"`
 	// Networks are the tenant (private) networks behind the firewall.
 	Networks []FirewallNetwork `json:"networks"`
 	// EgressIPs are the addresses the tenant networks are SNATed to (a contiguous range); empty means
@@ -37,6 +41,8 @@ type FirewallNetwork struct {
 	NetworkID string   `json:"networkID"`
 	Interface string   `json:"interface"`
 	Prefixes  []string `json:"prefixes"`
+	// VRF is the network's VNI on the firewall (0: routed in the default VRF), see ExternalVRF.
+	VRF uint32 `json:"vrf,omitempty"`
 	// RateLimit limits packets per second from this network (0: no limit).
 	RateLimit uint32 `json:"rateLimit,omitempty"`
 }

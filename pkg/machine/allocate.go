@@ -356,7 +356,10 @@ func (s *Service) checkRefs(ctx context.Context, tx store.Tx, req *api.MachineAl
 		return refInvalid(err)
 	}
 	if !slices.Contains(img.Features, req.Role) {
-		return apierror.Invalid("image %s has no %s feature", img.ID, req.Role)
+		// Roles and image features share their names: a firewall needs a firewall image (FRR,
+		// nftables, firewall-controller), a machine a machine image.
+		return apierror.Invalid("image %s has no %s feature (features %v): role %s needs an image with feature %s",
+			img.ID, req.Role, img.Features, req.Role, req.Role)
 	}
 	if img.ExpirationDate != nil && s.now().After(*img.ExpirationDate) {
 		return apierror.Invalid("image %s expired on %s", img.ID, img.ExpirationDate.Format("2006-01-02"))
@@ -398,7 +401,9 @@ func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.Mach
 		}
 		nets = append(nets, n)
 	}
-	if private == 0 && req.AutoNetwork {
+	// A firewall always stands in front of its project's private network in the partition: it
+	// takes it (allocating it on first use) when the request names none.
+	if private == 0 && (req.AutoNetwork || req.Role == api.RoleFirewall) {
 		n, err := s.projectNetwork(ctx, tx, req.ProjectID, m.PartitionID)
 		if err != nil {
 			return nil, err
@@ -409,6 +414,9 @@ func (s *Service) attachNetworks(ctx context.Context, tx store.Tx, req *api.Mach
 	}
 	if private != 1 {
 		return nil, apierror.Invalid("an allocation needs exactly one private network of project %s, got %d", req.ProjectID, private)
+	}
+	if req.Role == api.RoleFirewall && !slices.ContainsFunc(nets, func(n *api.Network) bool { return n.Type == api.NetworkExternal }) {
+		return nil, apierror.Invalid("a firewall needs at least one external network for its egress (SNAT) addresses")
 	}
 	if req.Role == api.RoleFirewall && !slices.ContainsFunc(nets, func(n *api.Network) bool { return n.Type == api.NetworkUnderlay }) {
 		under, _, err := tx.Networks().List(ctx, store.Query{Partition: m.PartitionID, Key1: api.NetworkUnderlay})
@@ -477,7 +485,12 @@ func (s *Service) takeIPs(ctx context.Context, tx store.Tx, project string, n *a
 	for _, addr := range named {
 		ip, err := tx.IPs().Get(ctx, addr)
 		if errors.Is(err, store.ErrNotFound) {
-			if ip, err = network.AllocateIP(ctx, tx, api.IPAllocateRequest{NetworkID: n.ID, ProjectID: project, Address: addr, Type: api.IPStatic}, machineID); err != nil {
+			ip, err = network.AllocateIP(ctx, tx, api.IPAllocateRequest{NetworkID: n.ID, ProjectID: project, Address: addr, Type: api.IPStatic}, machineID)
+			if errors.Is(err, store.ErrDuplicate) {
+				// A concurrent transaction created the address first (PostgreSQL's unique key).
+				return nil, fmt.Errorf("ip %s was just taken by another request: %w", addr, apierror.ErrInUse)
+			}
+			if err != nil {
 				return nil, err
 			}
 			out = append(out, ip.Address)

@@ -32,6 +32,8 @@ func findFixture(t *testing.T) *fixture {
 	f.allocate(byID(1))
 	r = byID(2)
 	r.Role, r.ImageID = api.RoleFirewall, imgFirewall
+	f.createNetwork(&api.Network{Meta: api.Meta{ID: "egress"}, Type: api.NetworkExternal, Prefixes: []string{"203.0.113.0/24"}, NAT: true})
+	r.Networks = append(r.Networks, api.AllocationNetwork{NetworkID: "egress"})
 	f.allocate(r)
 	r = byID(3)
 	r.ProjectID, r.Networks, r.AutoNetwork = projB, nil, true

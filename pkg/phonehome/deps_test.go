@@ -8,7 +8,8 @@ import (
 
 // TestBinaryImports keeps the binaries that go into machine images small and free of the control
 // plane: no Kubernetes, no store implementation, no SQL driver; the initrd's init uses the
-// standard library and x/sys only.
+// standard library and x/sys only, plus pkg/api and pkg/frr for the firewall's first-boot setup
+// (both of which use the standard library only, which the listing of every dependency checks).
 func TestBinaryImports(t *testing.T) {
 	const module = "github.com/metalforge/metalforge"
 	tests := []struct {
@@ -25,7 +26,8 @@ func TestBinaryImports(t *testing.T) {
 		}},
 		{"./cmd/metal-osinit", func(d string) bool {
 			return !strings.Contains(strings.Split(d, "/")[0], ".") || strings.HasPrefix(d, "golang.org/x/sys/") ||
-				strings.HasPrefix(d, module+"/pkg/phonehome/osinit") || d == module+"/cmd/metal-osinit"
+				strings.HasPrefix(d, module+"/pkg/phonehome/osinit") || d == module+"/cmd/metal-osinit" ||
+				d == module+"/pkg/api" || d == module+"/pkg/frr"
 		}},
 	}
 	for _, tt := range tests {

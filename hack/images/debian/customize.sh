@@ -2,7 +2,7 @@
 # customize.sh is build.sh's mmdebstrap customize hook for the debian and firewall images: it
 # installs metal-phonehome and the metalforge configuration into the root file system $1.
 # Environment (set by build.sh): METALFORGE_IMAGE_ASSETS (this directory), METALFORGE_PHONEHOME_BIN,
-# METALFORGE_IMAGE_NAME.
+# METALFORGE_IMAGE_NAME; for the firewall image also what hack/images/firewall/customize.sh needs.
 set -euo pipefail
 
 root="$1"
@@ -19,7 +19,7 @@ install -d -m 0700 "${root}/etc/metalforge"
 
 chroot "${root}" systemctl enable systemd-networkd.service metal-phonehome.service metalforge-ssh-hostkey.service
 if [[ "${METALFORGE_IMAGE_NAME:-}" == firewall ]]; then
-	chroot "${root}" systemctl enable frr.service nftables.service
+	"${METALFORGE_FIREWALL_ASSETS:?}/customize.sh" "${root}"
 fi
 
 # Per-machine state must not be baked into the image: host keys, machine-id, hostname, DNS.

@@ -23,6 +23,44 @@ const (
 	Network   = "storm-net"
 )
 
+// The names SeedFirewall adds.
+const (
+	FirewallImage = "fw-img"
+	External      = "storm-internet"
+	Underlay      = "storm-underlay"
+)
+
+// FirewallRequest is a firewall allocation from the fixture (after SeedFirewall): role firewall,
+// the firewall image and the external network; the project's private network and the partition's
+// underlay are implied.
+func FirewallRequest() api.MachineAllocateRequest {
+	return api.MachineAllocateRequest{ProjectID: Project, PartitionID: Partition, SizeID: Size, ImageID: FirewallImage,
+		Role: api.RoleFirewall, Networks: []api.AllocationNetwork{{NetworkID: External}}}
+}
+
+// SeedFirewall writes what firewall allocations need on top of Seed: an image with the firewall
+// feature, the partition's underlay (10.255.0.0/22) and an external network with NAT (VRF 104009)
+// whose prefix is externalPrefix (its size bounds how many firewalls get an egress address).
+func SeedFirewall(t testing.TB, st store.Store, externalPrefix string) {
+	t.Helper()
+	ctx := context.Background()
+	err := st.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Images().Create(ctx, &api.Image{Meta: api.Meta{ID: FirewallImage}, URL: "http://i/fw", OS: "debian",
+			OSVersion: "12", Features: []string{api.FeatureFirewall}}); err != nil {
+			return err
+		}
+		if err := network.Create(ctx, tx, &api.Network{Meta: api.Meta{ID: Underlay}, Type: api.NetworkUnderlay,
+			Prefixes: []string{"10.255.0.0/22"}, PartitionID: Partition}); err != nil {
+			return err
+		}
+		return network.Create(ctx, tx, &api.Network{Meta: api.Meta{ID: External}, Type: api.NetworkExternal,
+			Prefixes: []string{externalPrefix}, DestinationPrefixes: []string{"0.0.0.0/0"}, VRF: 104009, NAT: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // AllocateRequest is an allocation from the fixture.
 func AllocateRequest() api.MachineAllocateRequest {
 	return api.MachineAllocateRequest{ProjectID: Project, PartitionID: Partition, SizeID: Size, ImageID: Image,

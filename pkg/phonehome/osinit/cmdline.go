@@ -4,6 +4,12 @@
 // switches root into the image's /sbin/init (MS_MOVE + chroot + exec).
 //
 // cmd/metal-osinit is the binary; hack/images/build.sh puts it into /boot/initrd.img-<version>.
+//
+// The same binary does the first-boot configuration of a firewall image (`metal-osinit firewall`,
+// SetupFirewall): from the allocation the hammer wrote (/etc/metalforge/install.json) it derives
+// the firewall-controller's api.FirewallConfig, FRR's configuration (pkg/frr's firewall variant)
+// and the systemd-networkd files of the firewall's VRF devices. The interface naming convention
+// is documented at VRFPrefix, the kubeconfig convention at KubeconfigPath.
 package osinit
 
 import (
