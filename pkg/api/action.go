@@ -25,6 +25,10 @@ type MachineAllocateRequest struct {
 	SSHPubKeys  []string            `json:"sshPubKeys,omitempty"`
 	UserData    string              `json:"userData,omitempty"`
 	Tags        []string            `json:"tags,omitempty"`
+	// SpreadTag, when set, spreads over racks only the project's machines that carry this tag (e.g.
+	// a cluster's tag, so each cluster is spread on its own); by default all of the project's
+	// machines in the partition count.
+	SpreadTag string `json:"spreadTag,omitempty"`
 }
 
 // AllocationNetwork names a network, optionally with specific addresses the project already owns.

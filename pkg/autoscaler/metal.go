@@ -88,7 +88,7 @@ func (s *Server) waiting(ctx context.Context, g *NodeGroup) (int, error) {
 func (s *Server) allocate(ctx context.Context, g *NodeGroup) (*wire.Machine, error) {
 	req := &wire.MachineAllocateRequest{ProjectID: g.Project, PartitionID: g.Partition, SizeID: g.Size, ImageID: g.Image,
 		FilesystemLayoutID: g.FilesystemLayout, Role: "machine", SSHPubKeys: g.SSHPubKeys, UserData: g.UserData,
-		Tags: append([]string{g.clusterTag(), g.groupTag()}, g.Tags...)}
+		Tags: append([]string{g.clusterTag(), g.groupTag()}, g.Tags...), SpreadTag: g.clusterTag()}
 	if len(g.Networks) == 0 {
 		req.AutoNetwork = true
 	}

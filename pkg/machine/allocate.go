@@ -334,9 +334,10 @@ func (s *Service) reservedForOthers(ctx context.Context, tx store.Tx, req *api.M
 }
 
 // spread orders the racks with waiting candidates so that racks with the fewest machines of the
-// project come first, random among equals.
+// project (with req.SpreadTag: of the project's machines carrying that tag) come first, random
+// among equals.
 func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest, racks map[string]int) ([]string, error) {
-	mine, err := tx.Machines().CountBy(ctx, store.Query{Project: req.ProjectID, Partition: req.PartitionID}, "key3")
+	mine, err := s.rackCounts(ctx, tx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +348,32 @@ func (s *Service) spread(ctx context.Context, tx store.Tx, req *api.MachineAlloc
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	slices.SortStableFunc(order, func(a, b string) int { return mine[a] - mine[b] })
 	return order, nil
+}
+
+// rackCounts counts the project's machines in the partition per rack; with req.SpreadTag only
+// those carrying the tag. Tags are not indexed, so that case reads the project's machines of the
+// partition (one project's share of a partition, not the whole partition).
+func (s *Service) rackCounts(ctx context.Context, tx store.Tx, req *api.MachineAllocateRequest) (map[string]int, error) {
+	q := store.Query{Project: req.ProjectID, Partition: req.PartitionID}
+	if req.SpreadTag == "" {
+		return tx.Machines().CountBy(ctx, q, "key3")
+	}
+	counts := map[string]int{}
+	for {
+		page, next, err := tx.Machines().List(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range page {
+			if slices.Contains(m.Tags, req.SpreadTag) {
+				counts[m.RackID]++
+			}
+		}
+		if next == "" {
+			return counts, nil
+		}
+		q.After = next
+	}
 }
 
 // checkRefs validates the image (feature for the role, not expired) and the filesystem layout.

@@ -459,6 +459,29 @@ func TestRackSpreading(t *testing.T) {
 	}
 }
 
+// TestRackSpreadingByTag: with SpreadTag, only the project's machines carrying the tag count, so a
+// second cluster of the same project is spread on its own.
+func TestRackSpreadingByTag(t *testing.T) {
+	f := newFixture(t, fixtureConfig{machines: 8, racks: 2})
+	// Cluster a holds two machines, both in rack 1 (machines 0 and 2).
+	for _, i := range []int{0, 2} {
+		req := f.req()
+		req.MachineID, req.Tags = machineID(i), []string{"cluster=a"}
+		f.allocate(req)
+	}
+	// Spread by the project, cluster b's first two machines both go to rack 2.
+	// Spread by its tag, they go one to each rack.
+	perRack := map[string]int{}
+	for range 2 {
+		req := f.req()
+		req.Tags, req.SpreadTag = []string{"cluster=b"}, "cluster=b"
+		perRack[f.allocate(req).RackID]++
+	}
+	if want := map[string]int{rackID(0): 1, rackID(1): 1}; !cmp.Equal(want, perRack) {
+		t.Errorf("cluster b per rack %v, want %v", perRack, want)
+	}
+}
+
 func TestAllocateQuota(t *testing.T) {
 	f := newFixture(t, fixtureConfig{machines: 3})
 	two := 2

@@ -141,6 +141,8 @@ func (d *Driver) CreateMachine(ctx context.Context, req *driver.CreateMachineReq
 		FilesystemLayoutID: spec.FilesystemLayout, Name: name, Hostname: host,
 		Description: "machine " + name + " of cluster " + spec.ClusterID,
 		Networks:    nets, Tags: tags, SSHPubKeys: spec.SSHKeys, UserData: creds.UserData,
+		// Spread each cluster over the racks on its own, not together with the project's other clusters.
+		SpreadTag: TagCluster + spec.ClusterID,
 	})
 	if err != nil {
 		return nil, err

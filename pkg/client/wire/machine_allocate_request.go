@@ -54,6 +54,9 @@ type MachineAllocateRequest struct {
 	// size ID
 	SizeID string `json:"sizeID,omitempty"`
 
+	// spread tag
+	SpreadTag string `json:"spreadTag,omitempty"`
+
 	// ssh pub keys
 	SSHPubKeys []string `json:"sshPubKeys"`
 
