@@ -10,7 +10,8 @@ GO        ?= go
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export METALFORGE_CACHE := $(CACHE)
 
-BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal-phonehome metal-ccm switch-agent
+BINARIES := metal-api metalctl boot-server bmc-agent metal-lab metal-bench metal-phonehome metal-ccm switch-agent \
+	firewall-controller gardener-extension-provider-metal machine-controller-manager-provider-metal metal-autoscaler
 
 # Debian packages the builds, the lab and the tests need (installed by hack/deps.sh when missing).
 DEBS := protobuf-compiler postgresql qemu-system-x86 ipxe-qemu ipxe qemu-utils openipmi ipmitool \
@@ -58,6 +59,8 @@ bench: deps build ## print speed figures: API latency and allocation rate, boot-
 	$(GO) test -run '^$$' -bench BenchmarkServiceIngress -benchtime 3x ./pkg/ccm
 	$(GO) test -run '^$$' -bench . ./switch-agent/render
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/nft
+	$(GO) test -run '^$$' -bench Throughput -benchtime 20000x ./pkg/dnsproxy
+	$(GO) test -run '^$$' -bench IncreaseSize -benchtime 30x -v ./pkg/autoscaler
 
 .PHONY: lab
 lab: deps build ## a local bare-metal lab: netns fabric, metal-api, boot-server, bmc-agent, QEMU machines
@@ -72,11 +75,14 @@ control-plane: deps build ## only metal-api on embedded SQLite with example/ see
 	@hack/lab.sh
 
 .PHONY: generate
-generate: ## regenerate the OpenAPI spec, the REST client and the gRPC code
+generate: ## regenerate the OpenAPI spec, the REST client, the gRPC code, deepcopy/conversions and CRDs
 	$(GO) test ./pkg/rest -run TestSpecCommitted -update >/dev/null
 	@tools=$$(hack/tools/build.sh); \
 	pkg/bootrpc/bootpb/gen.sh "$$tools"; \
-	pkg/client/gen.sh "$$tools"
+	pkg/client/gen.sh "$$tools"; \
+	pkg/autoscaler/externalgrpc/gen.sh "$$tools"; \
+	pkg/apis/firewall/v1/generate.sh "$$tools"; \
+	pkg/apis/metal/v1alpha1/generate.sh
 
 .PHONY: verify
 verify: ## fail on drift: generated files, go mod tidy, gofmt, go vet
@@ -84,7 +90,7 @@ verify: ## fail on drift: generated files, go mod tidy, gofmt, go vet
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	$(MAKE) generate
-	@git diff --exit-code -- pkg/client pkg/bootrpc/bootpb || { echo "generated files drifted: run make generate"; exit 1; }
+	@git diff --exit-code -- pkg/client pkg/bootrpc/bootpb pkg/autoscaler/externalgrpc pkg/apis charts/firewall-controller/crds || { echo "generated files drifted: run make generate"; exit 1; }
 
 .PHONY: clean
 clean: ## remove build output
