@@ -12,7 +12,8 @@
 //	firewall    the firewall machine: role firewall, firewall.size and firewall.image, networks
 //	            private + external (metal-api adds the partition's underlay), egress IPs attached
 //
-// then status: providerStatus (metal InfrastructureStatus with the firewall machine ID),
+// then status: providerStatus (metal InfrastructureStatus with the firewall machine ID, the private
+// network ID and the egress IPs),
 // nodesCIDR, networking.nodes and egressCIDRs. Every step first looks its object up in metal-api by
 // the cluster tag (machines, IPs) or label (networks) and allocates only when none exists, so a
 // crash between an allocation and the status write neither leaks nor allocates twice; the state

@@ -211,7 +211,11 @@ func (a *Actuator) firewallUserData(ctx context.Context, s *scope) (string, erro
 // status fills the Infrastructure status from the state.
 func (a *Actuator) status(s *scope) func(*extensionsv1alpha1.InfrastructureStatus) error {
 	return func(st *extensionsv1alpha1.InfrastructureStatus) error {
-		raw, err := a.codec.EncodeJSON(&metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: s.state.FirewallID}})
+		ps := &metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: s.state.FirewallID}, NetworkID: s.state.NetworkID}
+		for _, e := range s.state.EgressIPs {
+			ps.EgressIPs = append(ps.EgressIPs, metal.EgressIP{NetworkID: e.NetworkID, IP: e.Address})
+		}
+		raw, err := a.codec.EncodeJSON(ps)
 		if err != nil {
 			return err
 		}

@@ -259,6 +259,12 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	if ps.Firewall.MachineID != fwID {
 		t.Errorf("providerStatus firewall = %q, want %q", ps.Firewall.MachineID, fwID)
 	}
+	if id, _, _ := strings.Cut(first.networks[0], "="); ps.NetworkID != id || len(first.networks) != 1 {
+		t.Errorf("providerStatus networkID = %q, want the one network of %v", ps.NetworkID, first.networks)
+	}
+	if d := cmp.Diff([]metal.EgressIP{{NetworkID: infratest.Internet, IP: first.egress[0]}}, ps.EgressIPs); d != "" {
+		t.Errorf("providerStatus egressIPs (-want +got):\n%s", d)
+	}
 	if infra.Status.NodesCIDR == nil || *infra.Status.NodesCIDR != shoot.NodesCIDR {
 		t.Errorf("status.nodesCIDR = %v, want %s", infra.Status.NodesCIDR, shoot.NodesCIDR)
 	}

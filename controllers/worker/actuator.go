@@ -5,8 +5,9 @@
 //
 // A MachineClass's providerSpec is a pkg/mcm ProviderSpec: partition, size (the pool's machine
 // type), image (machine image name "-" version, the metal-api image ID), project, networks (the
-// cluster's private network that the infrastructure actuator allocated, found by its cluster
-// label, then WorkerConfig.additionalNetworks), cluster ID, tags and the shoot's SSH key. Its secret
+// cluster's private network that the infrastructure actuator allocated: in the infrastructure's
+// partition the networkID of the Worker's infrastructureProviderStatus, else (older statuses,
+// other zones) the network found by its cluster label; then WorkerConfig.additionalNetworks), cluster ID, tags and the shoot's SSH key. Its secret
 // holds the user data and metal-api URL and token (pkg/mcm's keys); credentialsSecretRef is the
 // cloudprovider secret, whose keys MCM merges over it. Its nodeTemplate is the size's capacity (the
 // minimum of each constraint, as pkg/autoscaler's template node: cpu, memory, ephemeral-storage, and
@@ -61,6 +62,7 @@ type delegate struct {
 	worker    *extensionsv1alpha1.Worker
 	cluster   *extensionscontroller.Cluster
 	infra     *metal.InfrastructureConfig
+	status    *metal.InfrastructureStatus // Worker.spec.infrastructureProviderStatus, empty if unset
 	access    infrastructure.Access
 	api       *metalapi.MetalAPI
 	clusterID string
@@ -80,6 +82,12 @@ func (f *DelegateFactory) WorkerDelegate(ctx context.Context, w *extensionsv1alp
 	d.infra = &metal.InfrastructureConfig{}
 	if err := f.codec.Decode(cluster.Shoot.Spec.Provider.InfrastructureConfig.Raw, d.infra); err != nil {
 		return nil, fmt.Errorf("worker %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	d.status = &metal.InfrastructureStatus{}
+	if ps := w.Spec.InfrastructureProviderStatus; ps != nil && len(ps.Raw) > 0 {
+		if err := f.codec.Decode(ps.Raw, d.status); err != nil {
+			return nil, fmt.Errorf("worker %s/%s: infrastructure provider status: %w", w.Namespace, w.Name, err)
+		}
 	}
 	profile, err := infrastructure.CloudProfileConfig(f.codec, cluster)
 	if err != nil {

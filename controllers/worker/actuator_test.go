@@ -37,13 +37,14 @@ import (
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 	"github.com/metalforge/metalforge/pkg/mcm"
+	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
 )
 
 // env is the package's control plane, set by TestMain.
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	if code, ok := runChild(); ok {
+	if code, ok := mcmtest.RunChild(); ok {
 		os.Exit(code)
 	}
 	if os.Getenv("METALFORGE_LOG") == "" {
@@ -115,7 +116,19 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	nw, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
 		ProjectID: f.Project, PartitionID: infratest.Partition, Labels: map[string]string{infrastructure.ClusterLabel: shoot.UID}}), nil)
 	check(t, err)
-	networkID := nw.Payload.ID
+	labelled := nw.Payload.ID
+	// The network the Infrastructure's providerStatus names wins over the label lookup (which stays
+	// the fallback for statuses without networkID, as in TestWorkerWithMCM).
+	sn, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
+		ProjectID: f.Project, PartitionID: infratest.Partition}), nil)
+	check(t, err)
+	networkID := sn.Payload.ID
+	if networkID == labelled {
+		t.Fatalf("metal-api returned network %s twice", networkID)
+	}
+	infraStatus, err := json.Marshal(map[string]any{"apiVersion": "metal.provider.extensions.gardener.cloud/v1alpha1",
+		"kind": "InfrastructureStatus", "firewall": map[string]any{"machineID": "fw"}, "networkID": networkID})
+	check(t, err)
 
 	check(t, k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	check(t, k.Create(ctx, f.Cluster(shoot)))
@@ -131,10 +144,11 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "worker", Namespace: ns,
 			Annotations: map[string]string{v1beta1constants.GardenerOperation: v1beta1constants.GardenerOperationReconcile}},
 		Spec: extensionsv1alpha1.WorkerSpec{
-			DefaultSpec:  extensionsv1alpha1.DefaultSpec{Type: infrastructure.Type},
-			Region:       "fra",
-			SecretRef:    corev1.SecretReference{Name: "cloudprovider", Namespace: ns},
-			SSHPublicKey: []byte(sshKey),
+			DefaultSpec:                  extensionsv1alpha1.DefaultSpec{Type: infrastructure.Type},
+			Region:                       "fra",
+			SecretRef:                    corev1.SecretReference{Name: "cloudprovider", Namespace: ns},
+			SSHPublicKey:                 []byte(sshKey),
+			InfrastructureProviderStatus: &runtime.RawExtension{Raw: infraStatus},
 			Pools: []extensionsv1alpha1.WorkerPool{
 				{
 					Name: "db", MachineType: infratest.Size, Minimum: 1, Maximum: 3,

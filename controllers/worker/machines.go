@@ -76,6 +76,9 @@ func (d *delegate) generate(ctx context.Context) error {
 		for i, zone := range zones {
 			zi := int32(i)
 			nw, ok := networks[zone]
+			if !ok && zone == d.infra.PartitionID && d.status.NetworkID != "" {
+				nw, ok, networks[zone] = d.status.NetworkID, true, d.status.NetworkID
+			}
 			if !ok {
 				nets, err := infrastructure.ClusterNetworks(ctx, d.api, d.infra.ProjectID, zone, d.clusterID)
 				if err != nil {

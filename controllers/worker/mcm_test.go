@@ -1,35 +1,21 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	gardencorev1beta1 "github.com/gardener/gardener/pkg/apis/core/v1beta1"
 	v1beta1constants "github.com/gardener/gardener/pkg/apis/core/v1beta1/constants"
 	extensionsv1alpha1 "github.com/gardener/gardener/pkg/apis/extensions/v1alpha1"
-	mcmapp "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app"
-	mcmoptions "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app/options"
 	machinev1alpha1 "github.com/gardener/machine-controller-manager/pkg/apis/machine/v1alpha1"
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/component-base/logs"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -42,40 +28,8 @@ import (
 	networkops "github.com/metalforge/metalforge/pkg/client/metalapi/network"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/mcm"
+	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
 )
-
-// childEnv makes the test binary one of MCM's controllers instead of running tests (MCM's app.Run
-// takes no context, never returns and owns global flag and klog state), as in pkg/mcm's tests.
-const childEnv = "METALFORGE_MCM_CHILD"
-
-const (
-	childProvider = "provider" // MCM's provider-side machine controller with pkg/mcm's driver
-	childMCM      = "mcm"      // MCM's machine-deployment and machine-set controllers
-)
-
-// runChild runs the child the environment names and reports whether it did.
-func runChild() (int, bool) {
-	switch os.Getenv(childEnv) {
-	case childProvider:
-		return mcm.Main("machine-controller-manager-provider-metal", os.Args[1:], os.Stderr), true
-	case childMCM:
-		fs := pflag.NewFlagSet("machine-controller-manager", pflag.ContinueOnError)
-		s := mcmoptions.NewMCMServer()
-		s.AddFlags(fs)
-		if err := fs.Parse(os.Args[1:]); err != nil {
-			fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
-			return 2, true
-		}
-		logs.InitLogs()
-		defer logs.FlushLogs()
-		if err := mcmapp.Run(s); err != nil {
-			fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
-			return 1, true
-		}
-		return 0, true
-	}
-	return 0, false
-}
 
 // TestWorkerWithMCM is the worker path end to end: gardener's Worker controller with the delegate
 // writes the MachineClass and MachineDeployment, the real machine-controller-manager (its
@@ -137,12 +91,8 @@ func TestWorkerWithMCM(t *testing.T) {
 		}
 	})
 
-	kubeconfig := writeKubeconfig(t)
-	common := []string{"--control-kubeconfig=" + kubeconfig, "--target-kubeconfig=none", "--namespace=" + ns,
-		"--leader-elect=false", "--address=127.0.0.1", "--kube-api-content-type=application/json", "--v=2"}
 	begin := time.Now()
-	startChild(t, childMCM, append(common, "--port="+freePort(t))...)
-	startChild(t, childProvider, append(common, "--port="+freePort(t), "--machine-creation-timeout=10m", "--machine-health-timeout=10m")...)
+	mcmtest.Start(t, env.Config, ns)
 
 	var m machinev1alpha1.Machine
 	waitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
@@ -210,75 +160,4 @@ func TestWorkerWithMCM(t *testing.T) {
 		return r.Payload.Allocation == nil, fmt.Errorf("machine %s still allocated", id)
 	})
 	t.Logf("worker deleted, machine freed after %v", time.Since(begin).Round(time.Millisecond))
-}
-
-// writeKubeconfig writes the control plane's admin credentials for the MCM processes.
-func writeKubeconfig(t *testing.T) string {
-	t.Helper()
-	c := env.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-	kc.CurrentContext = "envtest"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	check(t, clientcmd.WriteToFile(*kc, path))
-	return path
-}
-
-// freePort returns a loopback port that was free a moment ago, for MCM's metrics server.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(t, err)
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// startChild runs this test binary as one of MCM's controllers until the test ends, then kills it
-// by PID; its output is shown when the test fails (or with METALFORGE_LOG=1).
-func startChild(t *testing.T, role string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), childEnv+"="+role)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	check(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case err := <-exited:
-			t.Errorf("%s exited early: %v", role, err)
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() || os.Getenv("METALFORGE_LOG") != "" {
-			lines := strings.Split(out.String(), "\n")
-			if len(lines) > 200 {
-				lines = lines[len(lines)-200:]
-			}
-			t.Logf("output of %s (pid %d):\n%s", role, cmd.Process.Pid, strings.Join(lines, "\n"))
-		}
-	})
 }

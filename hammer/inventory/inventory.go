@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalforge/metalforge/pkg/lldp"
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/lldp"
 )
 
 // Config says where to read from and how long to listen for LLDP.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/metalforge/metalforge/pkg/lldp"
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/lldp"
 )
 
 func TestCollectServer(t *testing.T) {

@@ -223,6 +223,11 @@ func (d *Driver) ListMachines(ctx context.Context, req *driver.ListMachinesReque
 	}
 	out := make(map[string]string, len(ms))
 	for _, mc := range ms {
+		if mc.Allocation != nil && mc.Allocation.Role == roleFirewall {
+			// The cluster's firewall carries the cluster tag too, but it is the infrastructure
+			// actuator's: listed here, MCM's safety controller would free it as an orphan VM.
+			continue
+		}
 		out[ProviderID(mc.PartitionID, mc.ID)] = machineName(mc)
 	}
 	return &driver.ListMachinesResponse{MachineList: out}, nil
@@ -233,6 +238,9 @@ func (d *Driver) ListMachines(ctx context.Context, req *driver.ListMachinesReque
 func (d *Driver) GetVolumeIDs(context.Context, *driver.GetVolumeIDsRequest) (*driver.GetVolumeIDsResponse, error) {
 	return &driver.GetVolumeIDsResponse{VolumeIDs: []string{}}, nil
 }
+
+// roleFirewall is metal-api's allocation role of firewall machines.
+const roleFirewall = "firewall"
 
 // hostnameRE is a hostname metal-api accepts: one DNS label.
 var hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

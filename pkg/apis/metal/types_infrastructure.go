@@ -66,6 +66,19 @@ type InfrastructureStatus struct {
 
 	// Firewall is the state of the cluster's firewall.
 	Firewall FirewallStatus
+	// NetworkID is the metal-api ID of the cluster's private network; empty in statuses written
+	// before the field existed.
+	NetworkID string
+	// EgressIPs are the firewall's SNAT source addresses, one or more per external network.
+	EgressIPs []EgressIP
+}
+
+// EgressIP is an egress address of the firewall in an external network.
+type EgressIP struct {
+	// NetworkID is the external network.
+	NetworkID string
+	// IP is the address.
+	IP string
 }
 
 // FirewallStatus is the observed state of a cluster's firewall.

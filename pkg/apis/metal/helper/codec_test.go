@@ -50,7 +50,8 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestEncodeJSON(t *testing.T) {
 	c := NewCodec()
-	in := &metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: "m-1"}}
+	in := &metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: "m-1"}, NetworkID: "n-1",
+		EgressIPs: []metal.EgressIP{{NetworkID: "internet", IP: "203.0.113.10"}}}
 	b, err := c.EncodeJSON(in)
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +64,8 @@ func TestEncodeJSON(t *testing.T) {
 		"apiVersion": "metal.provider.extensions.gardener.cloud/v1alpha1",
 		"kind":       "InfrastructureStatus",
 		"firewall":   map[string]any{"machineID": "m-1"},
+		"networkID":  "n-1",
+		"egressIPs":  []any{map[string]any{"networkID": "internet", "ip": "203.0.113.10"}},
 	}
 	if diff := cmp.Diff(want, generic); diff != "" {
 		t.Errorf("encoded JSON differs (-want +got):\n%s", diff)

@@ -110,6 +110,13 @@ func TestConversionRoundTrip(t *testing.T) {
 			internal:  &metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: "m"}},
 		},
 		{
+			name: "InfrastructureStatus with network and egress IPs",
+			versioned: &v1alpha1.InfrastructureStatus{Firewall: v1alpha1.FirewallStatus{MachineID: "m"}, NetworkID: "n",
+				EgressIPs: []v1alpha1.EgressIP{{NetworkID: "internet", IP: "203.0.113.10"}}},
+			internal: &metal.InfrastructureStatus{Firewall: metal.FirewallStatus{MachineID: "m"}, NetworkID: "n",
+				EgressIPs: []metal.EgressIP{{NetworkID: "internet", IP: "203.0.113.10"}}},
+		},
+		{
 			name: "CloudProfileConfig",
 			versioned: &v1alpha1.CloudProfileConfig{MetalControlPlanes: map[string]v1alpha1.MetalControlPlane{"prod": {
 				Endpoint: "https://e",

@@ -73,6 +73,21 @@ type InfrastructureStatus struct {
 
 	// Firewall is the state of the cluster's firewall.
 	Firewall FirewallStatus `json:"firewall"`
+	// NetworkID is the metal-api ID of the cluster's private network; empty in statuses written
+	// before the field existed.
+	// +optional
+	NetworkID string `json:"networkID,omitempty"`
+	// EgressIPs are the firewall's SNAT source addresses, one or more per external network.
+	// +optional
+	EgressIPs []EgressIP `json:"egressIPs,omitempty"`
+}
+
+// EgressIP is an egress address of the firewall in an external network.
+type EgressIP struct {
+	// NetworkID is the external network.
+	NetworkID string `json:"networkID"`
+	// IP is the address.
+	IP string `json:"ip"`
 }
 
 // FirewallStatus is the observed state of a cluster's firewall.
