@@ -3,8 +3,10 @@ package gardener_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"github.com/metalforge/metalforge/controllers/worker"
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
+	"github.com/metalforge/metalforge/pkg/ccm"
 	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
 	ipops "github.com/metalforge/metalforge/pkg/client/metalapi/ip"
@@ -55,6 +58,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The control plane actuator writes ManagedResources (gardener-resource-manager's CRD).
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/gardener/gardener").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "find gardener module:", err)
+		os.Exit(1)
+	}
+	crds = append(crds, filepath.Join(strings.TrimSpace(string(dir)),
+		"pkg/component/gardener/resourcemanager/assets/crd-resources.gardener.cloud_managedresources.yaml"))
 	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: crds}, &env))
 }
 
@@ -74,9 +85,13 @@ const spareMachines = 1
 // as hammers do; the seed objects gardenlet would create; gardener-extension-provider-metal run as
 // its binary does (app.Run: flags, scheme, controller table) and the real machine-controller-manager
 // (machine-deployment controller and pkg/mcm's provider as processes). It checks the Infrastructure
-// (private network, egress IP, firewall), the Worker (MachineDeployments, Machines with provider
-// IDs, metal-api machines of the cluster = the pools' minimum), then deletes Worker and
-// Infrastructure as gardenlet does on shoot deletion and checks that metal-api has everything back.
+// (private network, egress IP, firewall), the ControlPlane (metal-ccm in the seed ManagedResource
+// configured for the shoot's partition, project, cluster ID and metal-api; the ClusterwideNetworkPolicy
+// CRD and the default policies of the shoot's networkAccessType in the shoot ManagedResources), the
+// Worker (MachineDeployments, Machines with provider IDs, metal-api machines of the cluster = the
+// pools' minimum), and that infrastructure, metal-ccm and MCM agree on the cluster ID. Then it
+// deletes Worker, ControlPlane and Infrastructure in that order, as gardenlet's shoot deletion
+// flow does, and checks that metal-api has everything back.
 func TestShootFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs the extension and two MCM processes")
@@ -143,6 +158,9 @@ func TestShootFlow(t *testing.T) {
 	check(t, k.Create(ctx, g.NamespaceObject()))
 	check(t, k.Create(ctx, cluster))
 	check(t, k.Create(ctx, g.CloudProviderSecret(api.URL, tok.Payload.Secret)))
+	kubeconfig, err := g.GenericTokenKubeconfig()
+	check(t, err)
+	check(t, k.Create(ctx, kubeconfig))
 
 	// The extension as its binary runs, and MCM.
 	startExtension(t)
@@ -190,6 +208,23 @@ func TestShootFlow(t *testing.T) {
 	}
 	t.Logf("infrastructure: network %s %v, egress %v, firewall %s", nets[0].ID, nets[0].Prefixes, ps.EgressIPs, fw.ID)
 
+	// The ControlPlane, as gardenlet deploys it once the Infrastructure is ready.
+	cp := g.ControlPlane(infra.Status.ProviderStatus)
+	check(t, k.Create(ctx, cp))
+	waitFor(t, 60*time.Second, "controlplane ready", func() (bool, error) {
+		if err := k.Get(ctx, client.ObjectKeyFromObject(cp), cp); err != nil {
+			return false, err
+		}
+		return succeeded(cp.Status.LastOperation), fmt.Errorf("last operation %+v", cp.Status.LastOperation)
+	})
+	lap("controlplane ready")
+	ccmCfg := checkControlPlane(t, k, g, controlPlaneWant{metalAPIURL: api.URL, token: tok.Payload.Secret, firewallMachineID: fw.ID})
+	// One cluster ID for all: metal-ccm tags IPs with the tag the infrastructure put on the firewall.
+	if tag := ccm.TagCluster + ccmCfg.ClusterID; tag != infrastructure.ClusterTag(g.UID) || !slices.Contains(fw.Tags, tag) {
+		t.Errorf("metal-ccm cluster tag %s, infrastructure's %s, firewall tags %v", tag, infrastructure.ClusterTag(g.UID), fw.Tags)
+	}
+	lap("controlplane checked")
+
 	// The Worker, as gardenlet creates it after the Infrastructure.
 	w, userData := g.Worker(infra.Status.ProviderStatus)
 	for _, s := range userData {
@@ -236,6 +271,11 @@ func TestShootFlow(t *testing.T) {
 		if !strings.Contains(string(c.ProviderSpec.Raw), `"`+ps.NetworkID+`"`) {
 			t.Errorf("machine class %s does not use the private network %s of the infrastructure status: %s", c.Name, ps.NetworkID, c.ProviderSpec.Raw)
 		}
+		spec := &mcm.ProviderSpec{}
+		check(t, json.Unmarshal(c.ProviderSpec.Raw, spec))
+		if spec.ClusterID != ccmCfg.ClusterID {
+			t.Errorf("machine class %s: cluster ID %q, metal-ccm's %q", c.Name, spec.ClusterID, ccmCfg.ClusterID)
+		}
 	}
 	workers := clusterMachines(t, admin, cfg.ProjectID, g.UID, "machine")
 	if len(workers) != minimum {
@@ -269,6 +309,10 @@ func TestShootFlow(t *testing.T) {
 		return len(left) == 0, fmt.Errorf("machines still allocated: %v", left)
 	})
 	lap("worker deleted, machines freed")
+	// Then the ControlPlane, before the Infrastructure.
+	check(t, k.Delete(ctx, cp))
+	waitControlPlaneGone(t, k, client.ObjectKeyFromObject(cp))
+	lap("controlplane deleted")
 	// MCM (its safety controller lists the provider's machines) must have left the firewall alone.
 	if fw := machine(t, admin, ps.Firewall.MachineID); fw.Allocation == nil || fw.Allocation.Role != "firewall" {
 		t.Errorf("firewall %s no longer allocated before the infrastructure is deleted: %+v", fw.ID, fw.Allocation)
@@ -309,10 +353,12 @@ func TestShootFlow(t *testing.T) {
 	})
 	var infras extensionsv1alpha1.InfrastructureList
 	var wl extensionsv1alpha1.WorkerList
+	var cps extensionsv1alpha1.ControlPlaneList
 	check(t, k.List(ctx, &infras, client.InNamespace(ns)))
 	check(t, k.List(ctx, &wl, client.InNamespace(ns)))
-	if len(infras.Items)+len(wl.Items) != 0 {
-		t.Errorf("extension objects left: %d infrastructures, %d workers", len(infras.Items), len(wl.Items))
+	check(t, k.List(ctx, &cps, client.InNamespace(ns)))
+	if len(infras.Items)+len(wl.Items)+len(cps.Items) != 0 {
+		t.Errorf("extension objects left: %d infrastructures, %d workers, %d controlplanes", len(infras.Items), len(wl.Items), len(cps.Items))
 	}
 	t.Logf("phase %-34s %8v", "total", time.Since(total).Round(time.Millisecond))
 }

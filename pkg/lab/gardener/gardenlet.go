@@ -12,11 +12,14 @@ import (
 	gardencorev1beta1 "github.com/gardener/gardener/pkg/apis/core/v1beta1"
 	v1beta1constants "github.com/gardener/gardener/pkg/apis/core/v1beta1/constants"
 	extensionsv1alpha1 "github.com/gardener/gardener/pkg/apis/extensions/v1alpha1"
+	gardenerutils "github.com/gardener/gardener/pkg/utils/gardener"
+	secretsutils "github.com/gardener/gardener/pkg/utils/secrets"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/metalforge/metalforge/pkg/mcm"
@@ -90,7 +93,8 @@ func networkingType(s *gardencorev1beta1.Shoot) string {
 }
 
 // Cluster is the extensions Cluster named after the shoot namespace, with the shoot (status uid
-// and technical ID set), the cloud profile and the seed embedded.
+// and technical ID set), the cloud profile and the seed embedded, annotated with the name of the
+// generic token kubeconfig secret (GenericTokenKubeconfig).
 func (g *Gardenlet) Cluster() (*extensionsv1alpha1.Cluster, error) {
 	shoot := g.Shoot.DeepCopy()
 	shoot.TypeMeta = metav1.TypeMeta{APIVersion: gardencorev1beta1.SchemeGroupVersion.String(), Kind: "Shoot"}
@@ -111,7 +115,8 @@ func (g *Gardenlet) Cluster() (*extensionsv1alpha1.Cluster, error) {
 		raws[i] = raw
 	}
 	return &extensionsv1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: g.Namespace()},
+		ObjectMeta: metav1.ObjectMeta{Name: g.Namespace(), Annotations: map[string]string{
+			v1beta1constants.AnnotationKeyGenericTokenKubeconfigSecretName: g.GenericTokenKubeconfigSecretName()}},
 		Spec: extensionsv1alpha1.ClusterSpec{
 			Shoot:        runtime.RawExtension{Raw: raws[0]},
 			CloudProfile: runtime.RawExtension{Raw: raws[1]},
@@ -153,6 +158,59 @@ func (g *Gardenlet) Infrastructure() *extensionsv1alpha1.Infrastructure {
 			SSHPublicKey: []byte(g.SSHPublicKey),
 		},
 	}
+}
+
+// ControlPlane is the shoot's ControlPlane (named after the shoot, purpose normal) as gardenlet
+// deploys it once the Infrastructure is ready: the shoot's controlPlaneConfig, its region, the
+// cloudprovider secret and the infrastructure's providerStatus.
+func (g *Gardenlet) ControlPlane(infraStatus *runtime.RawExtension) *extensionsv1alpha1.ControlPlane {
+	return &extensionsv1alpha1.ControlPlane{
+		ObjectMeta: metav1.ObjectMeta{Name: g.Shoot.Name, Namespace: g.Namespace(), Annotations: reconcile()},
+		Spec: extensionsv1alpha1.ControlPlaneSpec{
+			DefaultSpec:                  extensionsv1alpha1.DefaultSpec{Type: g.Shoot.Spec.Provider.Type, ProviderConfig: g.Shoot.Spec.Provider.ControlPlaneConfig.DeepCopy()},
+			Region:                       g.Shoot.Spec.Region,
+			SecretRef:                    corev1.SecretReference{Name: CloudProviderSecretName, Namespace: g.Namespace()},
+			InfrastructureProviderStatus: infraStatus.DeepCopy(),
+		},
+	}
+}
+
+// kubeAPIServerURL is the shoot's API server as control plane pods in the shoot namespace reach it.
+const kubeAPIServerURL = "https://" + v1beta1constants.DeploymentNameKubeAPIServer
+
+// GenericTokenKubeconfigSecretName is the name of the generic token kubeconfig secret; like the
+// names gardenlet's secrets manager gives, it carries a hash of the secret's configuration.
+func (g *Gardenlet) GenericTokenKubeconfigSecretName() string {
+	sum := sha256.Sum256([]byte(g.Namespace() + "\n" + kubeAPIServerURL))
+	return v1beta1constants.SecretNameGenericTokenKubeconfig + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// GenericTokenKubeconfig is the secret gardenlet generates in the shoot namespace for control
+// plane components that talk to the shoot: a kubeconfig for the shoot's kube-apiserver (trusting
+// a freshly generated cluster CA) whose token is read from the file the pods get from their shoot
+// access secret. Its name is GenericTokenKubeconfigSecretName, which the Cluster announces.
+func (g *Gardenlet) GenericTokenKubeconfig() (*corev1.Secret, error) {
+	ca, err := (&secretsutils.CertificateSecretConfig{Name: v1beta1constants.SecretNameCACluster, CommonName: "kubernetes",
+		CertType: secretsutils.CACert}).GenerateCertificate()
+	if err != nil {
+		return nil, fmt.Errorf("generate cluster ca: %w", err)
+	}
+	kubeconfig, err := (&secretsutils.KubeconfigSecretConfig{
+		Name:        v1beta1constants.SecretNameGenericTokenKubeconfig,
+		ContextName: g.Namespace(),
+		Cluster:     clientcmdv1.Cluster{Server: kubeAPIServerURL, CertificateAuthorityData: ca.CertificatePEM},
+		AuthInfo:    clientcmdv1.AuthInfo{TokenFile: gardenerutils.PathShootToken},
+	}).Generate()
+	if err != nil {
+		return nil, fmt.Errorf("generate generic token kubeconfig: %w", err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: g.GenericTokenKubeconfigSecretName(), Namespace: g.Namespace(),
+			Labels: map[string]string{"managed-by": "secrets-manager", "manager-identity": "gardenlet",
+				"name": v1beta1constants.SecretNameGenericTokenKubeconfig}},
+		Type: corev1.SecretTypeOpaque,
+		Data: kubeconfig.SecretData(),
+	}, nil
 }
 
 // UserData is the stand-in for a pool's operating system config (gardener renders it with the OS
