@@ -59,6 +59,7 @@ bench: deps build ## print speed figures: API latency and allocation rate, boot-
 	$(GO) test -run '^$$' -bench BenchmarkServiceIngress -benchtime 3x ./pkg/ccm
 	$(GO) test -run '^$$' -bench . ./switch-agent/render
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/nft
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./controllers/firewall
 	$(GO) test -run '^$$' -bench Throughput -benchtime 20000x ./pkg/dnsproxy
 	$(GO) test -run '^$$' -bench IncreaseSize -benchtime 30x -v ./pkg/autoscaler
 
