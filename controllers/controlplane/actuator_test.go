@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +14,6 @@ import (
 	extensionsv1alpha1 "github.com/gardener/gardener/pkg/apis/extensions/v1alpha1"
 	resourcesv1alpha1 "github.com/gardener/gardener/pkg/apis/resources/v1alpha1"
 	"github.com/gardener/gardener/pkg/utils/managedresources"
-	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,13 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	yamlserializer "k8s.io/apimachinery/pkg/runtime/serializer/yaml"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/metalforge/metalforge/controllers/controlplane"
+	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/pkg/apis/metal/install"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
@@ -43,16 +37,13 @@ import (
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/gardener/gardener").Output()
+	crds, err := extensiontest.ModuleFiles("github.com/gardener/gardener",
+		"pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_clusters.yaml",
+		"pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_controlplanes.yaml",
+		"pkg/component/gardener/resourcemanager/assets/crd-resources.gardener.cloud_managedresources.yaml")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "find gardener module:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
-	}
-	g := strings.TrimSpace(string(dir))
-	crds := []string{
-		filepath.Join(g, "pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_clusters.yaml"),
-		filepath.Join(g, "pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_controlplanes.yaml"),
-		filepath.Join(g, "pkg/component/gardener/resourcemanager/assets/crd-resources.gardener.cloud_managedresources.yaml"),
 	}
 	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: crds}, &env))
 }
@@ -64,67 +55,21 @@ func check(t testing.TB, err error) {
 	}
 }
 
-func testLog() logr.Logger {
-	if os.Getenv("METALFORGE_LOG") == "" {
-		return logr.Discard()
-	}
-	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
-}
-
 func newScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	check(t, clientgoscheme.AddToScheme(s))
-	check(t, extensionsv1alpha1.AddToScheme(s))
-	check(t, resourcesv1alpha1.AddToScheme(s))
-	check(t, install.AddToScheme(s))
-	return s
+	return extensiontest.Scheme(t, extensionsv1alpha1.AddToScheme, resourcesv1alpha1.AddToScheme, install.AddToScheme)
 }
 
 func kube(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme(t)})
-	check(t, err)
-	return c
+	return extensiontest.Client(t, env.Config, newScheme(t))
 }
 
 func startManager(t *testing.T) {
 	t.Helper()
-	mgr, err := manager.New(env.Config, manager.Options{
-		Scheme:                 newScheme(t),
-		Logger:                 testLog(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: new(true)},
+	extensiontest.StartManager(t, env.Config, newScheme(t), func(ctx context.Context, mgr manager.Manager) error {
+		return controlplane.AddToManager(ctx, mgr, controlplane.AddOptions{IgnoreOperationAnnotation: true,
+			Actuator: controlplane.Config{MetalCCMImage: "registry.example/metal-ccm:v9"}})
 	})
-	check(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	check(t, controlplane.AddToManager(ctx, mgr, controlplane.AddOptions{IgnoreOperationAnnotation: true,
-		Actuator: controlplane.Config{MetalCCMImage: "registry.example/metal-ccm:v9"}}))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -250,7 +195,7 @@ func TestReconcileAndDelete(t *testing.T) {
 	startManager(t)
 
 	start := time.Now()
-	waitFor(t, 60*time.Second, "controlplane reconciled", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "controlplane reconciled", func() (bool, error) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(cp), cp); err != nil {
 			return false, err
 		}
@@ -345,7 +290,7 @@ loadBalancer: "metallb"
 		t.Errorf("policies (-want +got):\n%s", diff)
 	}
 	check(t, c.Create(ctx, crds[0]))
-	waitFor(t, 30*time.Second, "CRD established", func() (bool, error) {
+	extensiontest.WaitFor(t, 30*time.Second, "CRD established", func() (bool, error) {
 		u := &unstructured.UnstructuredList{}
 		u.SetAPIVersion("metal-stack.io/v1")
 		u.SetKind("ClusterwideNetworkPolicyList")
@@ -360,7 +305,7 @@ loadBalancer: "metallb"
 
 	// Delete.
 	check(t, c.Delete(ctx, cp))
-	waitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
 		err := c.Get(ctx, client.ObjectKeyFromObject(cp), cp)
 		if apierrors.IsNotFound(err) {
 			return true, nil

@@ -9,6 +9,7 @@ import (
 
 	fwv1 "github.com/metalforge/metalforge/pkg/apis/firewall/v1"
 	"github.com/metalforge/metalforge/pkg/nft"
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // manyPolicies returns n policies in namespace firewall, each with an egress rule of 4 CIDRs on
@@ -46,10 +47,10 @@ func BenchmarkBuild(b *testing.B) {
 // incremental apply (that policy's chain) against a full replace of the table, and prints the
 // ratio.
 func BenchmarkPolicyChange(b *testing.B) {
-	needRoot(b)
+	nfttest.NeedRoot(b)
 	f := loadFixture(b)
 	ns := newNS(b)
-	a := nft.NewApplier(nft.Config{NetNSFd: ns.fd})
+	a := nft.NewApplier(nft.Config{NetNSFd: ns.Fd})
 	defer a.Close()
 	pols := manyPolicies(500)
 	plans := [2]*Plan{}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fwv1 "github.com/metalforge/metalforge/pkg/apis/firewall/v1"
-	"github.com/metalforge/metalforge/pkg/nft"
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 const waitFor = 60 * time.Second
@@ -100,11 +99,11 @@ func waitStatus(t testing.TB, c client.Client, ns, name string, state fwv1.State
 	return pol
 }
 
-func waitTable(t testing.TB, ns *testNS, what string, cond func(table string) bool) string {
+func waitTable(t testing.TB, ns *nfttest.NS, what string, cond func(table string) bool) string {
 	t.Helper()
 	var tbl string
 	eventually(t, waitFor, func() string {
-		tbl = ns.table()
+		tbl = table(ns)
 		if !cond(tbl) {
 			return fmt.Sprintf("kernel table: want %s, have:\n%s", what, tbl)
 		}
@@ -117,7 +116,7 @@ func waitTable(t testing.TB, ns *testNS, what string, cond func(table string) bo
 // fixture's policies and Services, then updates and deletes, statuses, Events, a kernel that
 // refuses the ruleset, and the metrics.
 func TestController(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	f := loadFixture(t)
 	c := kclient(t)
 	ensureNamespaces(t, c, "firewall", "shop", "infra", "monitoring")
@@ -142,21 +141,11 @@ func TestController(t *testing.T) {
 	waitStatus(t, c, "default", "allow-elsewhere", fwv1.StateIgnored, "only policies in namespace firewall")
 
 	t.Run("kernel equals the rendered ruleset", func(t *testing.T) {
-		p, err := Build(Input{Firewall: fw, Policies: f.policies, Services: f.services, Nodes: f.nodes})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var text strings.Builder
-		if err := nft.Render(&text, p.Ruleset); err != nil {
-			t.Fatal(err)
-		}
-		ref := newNS(t)
-		ref.load(t, text.String())
-		want := ref.tableJSON(t)
+		want := renderedTable(t, Input{Firewall: fw, Policies: f.policies, Services: f.services, Nodes: f.nodes})
 		// The Services' statuses reach the cache after their creation, so wait for the last state.
 		var d string
 		eventually(t, waitFor, func() string {
-			if d = cmp.Diff(want, ns.tableJSON(t)); d != "" {
+			if d = cmp.Diff(want, tableJSON(t, ns)); d != "" {
 				return "kernel differs from nft -f of the rendered fixture (-want +got):\n" + d
 			}
 			return ""
@@ -246,7 +235,7 @@ func TestController(t *testing.T) {
 		waitStatus(t, c, "firewall", "bad-pattern", fwv1.StateError, "fqdn")
 		// The others stay applied.
 		waitStatus(t, c, "firewall", "allow-to-dns", fwv1.StateApplied, "")
-		if strings.Contains(ns.table(), "bad_pattern") {
+		if strings.Contains(table(ns), "bad_pattern") {
 			t.Error("a policy in error has rules in the kernel")
 		}
 		if err := c.Delete(context.Background(), bad); err != nil {
@@ -262,7 +251,7 @@ func TestController(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitStatus(t, c, "firewall", "allow-to-example", fwv1.StateError, fmt.Sprintf("keeps the rules of generation %d", gen))
-		if tbl := ns.table(); !strings.Contains(tbl, "@fqdn_x_example_org tcp dport 443") {
+		if tbl := table(ns); !strings.Contains(tbl, "@fqdn_x_example_org tcp dport 443") {
 			t.Fatalf("the last good rules of allow-to-example are gone:\n%s", tbl)
 		}
 		pol = getPolicy(t, c, "firewall", "allow-to-example")
@@ -278,7 +267,7 @@ func TestController(t *testing.T) {
 
 	t.Run("kernel refuses the ruleset", func(t *testing.T) {
 		errorsBefore := metric(s.scrape(t), `firewall_applies_total{result="error"}`)
-		release := ns.ownTable(t)
+		release := ownTable(t, ns)
 		defer release()
 		// Any change makes the controller apply; the table it finds belongs to someone else.
 		pol := getPolicy(t, c, "firewall", "allow-to-dns")
@@ -300,7 +289,7 @@ func TestController(t *testing.T) {
 			}
 			return fmt.Sprintf("no %s event for firewall/allow-to-dns", ReasonError)
 		})
-		if tbl := ns.table(); !strings.Contains(tbl, "owned_by_test") || strings.Contains(tbl, "allow_to_dns") {
+		if tbl := table(ns); !strings.Contains(tbl, "owned_by_test") || strings.Contains(tbl, "allow_to_dns") {
 			t.Fatalf("the refused apply changed the kernel's table:\n%s", tbl)
 		}
 		eventually(t, waitFor, func() string {
@@ -421,28 +410,18 @@ func TestCELRejectsInvalidPolicies(t *testing.T) {
 
 // TestBaseOnly runs the controller without a cluster: the base ruleset is applied and stays.
 func TestBaseOnly(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	f := loadFixture(t)
 	ns := newNS(t)
 	fw := f.fw
 	fw.DNSListen, fw.Kubeconfig = "", ""
 	s := startController(t, ns, fw, false)
-	p, err := Build(Input{Firewall: fw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text strings.Builder
-	if err := nft.Render(&text, p.Ruleset); err != nil {
-		t.Fatal(err)
-	}
-	ref := newNS(t)
-	ref.load(t, text.String())
-	want := ref.tableJSON(t)
+	want := renderedTable(t, Input{Firewall: fw})
 	eventually(t, waitFor, func() string {
-		if ns.table() == "" {
+		if table(ns) == "" {
 			return "no table yet"
 		}
-		if d := cmp.Diff(want, ns.tableJSON(t)); d != "" {
+		if d := cmp.Diff(want, tableJSON(t, ns)); d != "" {
 			return "kernel differs from the rendered base ruleset:\n" + d
 		}
 		return ""
@@ -455,7 +434,7 @@ func TestBaseOnly(t *testing.T) {
 // TestFQDN resolves names through the controller's DNS proxy against a real upstream server and
 // checks that the allowed name's address lands in the kernel's set and the other's does not.
 func TestFQDN(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	f := loadFixture(t)
 	c := kclient(t)
 	ensureNamespaces(t, c, "firewall")
@@ -553,34 +532,29 @@ func startUpstream(t *testing.T, records map[string]string) string {
 }
 
 // peer is a namespace on one side of the firewall namespace.
-type peer struct{ ns *testNS }
+type peer struct{ ns *nfttest.NS }
 
 func (p peer) sh(t testing.TB, script string) {
 	t.Helper()
-	if out, err := exec.Command("ip", "netns", "exec", p.ns.name, "bash", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", script, err, out)
-	}
+	p.ns.Run(t, "bash", "-c", script)
 }
 
 // wire puts a client (10.0.0.5 on tenant0) and a server (192.0.2.53 on ext0) around the firewall
 // namespace fw, which forwards between them.
-func wire(t testing.TB, fw *testNS) (client, server peer) {
+func wire(t testing.TB, fw *nfttest.NS) (client, server peer) {
 	t.Helper()
 	client, server = peer{newNS(t)}, peer{newNS(t)}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "link", "add", "tenant0", "netns", fw.name, "type", "veth", "peer", "name", "eth0", "netns", client.ns.name)
-	run("ip", "link", "add", "ext0", "netns", fw.name, "type", "veth", "peer", "name", "eth0", "netns", server.ns.name)
-	for _, c := range [][]string{
-		{fw.name, "ip addr add 10.0.0.1/22 dev tenant0 && ip addr add 192.0.2.1/24 dev ext0 && ip link set tenant0 up && ip link set ext0 up && ip link set lo up && sysctl -qw net.ipv4.ip_forward=1"},
-		{client.ns.name, "ip addr add 10.0.0.5/22 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.0.0.1"},
-		{server.ns.name, "ip addr add 192.0.2.53/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 192.0.2.1"},
+	fw.Veth(t, "tenant0", client.ns, "eth0")
+	fw.Veth(t, "ext0", server.ns, "eth0")
+	for _, c := range []struct {
+		ns     *nfttest.NS
+		script string
+	}{
+		{fw, "ip addr add 10.0.0.1/22 dev tenant0 && ip addr add 192.0.2.1/24 dev ext0 && ip link set tenant0 up && ip link set ext0 up && ip link set lo up && sysctl -qw net.ipv4.ip_forward=1"},
+		{client.ns, "ip addr add 10.0.0.5/22 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 10.0.0.1"},
+		{server.ns, "ip addr add 192.0.2.53/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 192.0.2.1"},
 	} {
-		run("ip", "netns", "exec", c[0], "bash", "-c", c[1])
+		c.ns.Run(t, "bash", "-c", c.script)
 	}
 	return client, server
 }
@@ -589,7 +563,7 @@ func wire(t testing.TB, fw *testNS) (client, server peer) {
 // fresh boot it applies the base ruleset after BaseTimeout, and a table left by an earlier run
 // stays as it is.
 func TestUnreachableCluster(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	f := loadFixture(t)
 	fw := f.fw
 	fw.DNSListen = ""
@@ -608,10 +582,10 @@ func TestUnreachableCluster(t *testing.T) {
 
 	t.Run("earlier ruleset stays", func(t *testing.T) {
 		ns := newNS(t)
-		ns.load(t, "table inet firewall {\n\tcounter dropped {\n\t}\n\tchain left_by_earlier_run {\n\t}\n}\n")
+		ns.Load(t, "table inet firewall {\n\tcounter dropped {\n\t}\n\tchain left_by_earlier_run {\n\t}\n}\n")
 		startController(t, ns, fw, false, nowhere)
 		time.Sleep(10 * 300 * time.Millisecond) // well past BaseTimeout
-		if tbl := ns.table(); !strings.Contains(tbl, "left_by_earlier_run") || strings.Contains(tbl, "snat") {
+		if tbl := table(ns); !strings.Contains(tbl, "left_by_earlier_run") || strings.Contains(tbl, "snat") {
 			t.Fatalf("the table of the earlier run was replaced while the cluster was unreachable:\n%s", tbl)
 		}
 	})

@@ -2,28 +2,25 @@ package firewall
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vishvananda/netns"
 	"k8s.io/klog/v2"
 
 	"github.com/metalforge/metalforge/pkg/api"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 	"github.com/metalforge/metalforge/pkg/nft"
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // env is the package's control plane, set once by TestMain and only read by the tests. The tests
@@ -37,135 +34,45 @@ func TestMain(m *testing.M) {
 	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: []string{"../../charts/firewall-controller/crds"}}, &env))
 }
 
-// testNS is a network namespace a test creates and removes.
-type testNS struct {
-	name string
-	fd   int
-}
-
-var nsSeq atomic.Int32
-
-func needRoot(t testing.TB) {
+// newNS creates a network namespace that is removed when the test ends.
+func newNS(t testing.TB) *nfttest.NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and program nftables")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary: hack/deps.sh nftables")
-	}
+	return nfttest.New(t, "mffwc")
 }
 
-func newNS(t testing.TB) *testNS {
+// table returns `nft list table inet firewall` in n, "" when there is none.
+func table(n *nfttest.NS) string { return n.Table("inet", nft.TableName) }
+
+// tableJSON is the firewall table of n as nft JSON, for a structural comparison.
+func tableJSON(t testing.TB, n *nfttest.NS) []any {
 	t.Helper()
-	name := fmt.Sprintf("mffwc-%d-%d", os.Getpid(), nsSeq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		_ = exec.Command("ip", "netns", "del", name).Run()
-		t.Fatalf("open netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = h.Close()
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	})
-	return &testNS{name: name, fd: int(h)}
+	return n.TableJSON(t, "inet", nft.TableName)
 }
 
-// nft runs nft in the namespace and returns its output and error.
-func (n *testNS) nft(args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", n.name, "nft"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-// table returns `nft list table inet firewall`, "" when there is none.
-func (n *testNS) table() string {
-	out, err := n.nft("list", "table", "inet", nft.TableName)
-	if err != nil {
-		return ""
-	}
-	return out
-}
-
-// tableJSON is the table as nft JSON objects without handles and metainfo, ordered by kind and
-// name (rules stay in chain order), for a structural comparison.
-func (n *testNS) tableJSON(t testing.TB) []any {
+// renderedTable is the table `nft -f`, in a namespace of its own, makes of the rendered ruleset
+// Build returns for in: what the controller must leave in the kernel.
+func renderedTable(t testing.TB, in Input) []any {
 	t.Helper()
-	out, err := n.nft("-j", "list", "table", "inet", nft.TableName)
-	if err != nil {
-		t.Fatalf("nft list: %v: %s", err, out)
-	}
-	var v map[string]any
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("parse nft json: %v", err)
-	}
-	var objs []any
-	for _, o := range v["nftables"].([]any) {
-		m := o.(map[string]any)
-		if _, ok := m["metainfo"]; ok {
-			continue
-		}
-		objs = append(objs, stripHandles(m))
-	}
-	sort.SliceStable(objs, func(i, j int) bool { return objKey(objs[i]) < objKey(objs[j]) })
-	return objs
-}
-
-func objKey(o any) string {
-	for kind, v := range o.(map[string]any) {
-		m, _ := v.(map[string]any)
-		if kind == "rule" {
-			return fmt.Sprintf("rule/%v", m["chain"])
-		}
-		return fmt.Sprintf("%s/%v", kind, m["name"])
-	}
-	return ""
-}
-
-func stripHandles(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := map[string]any{}
-		for k, e := range x {
-			if k != "handle" {
-				m[k] = stripHandles(e)
-			}
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, e := range x {
-			s[i] = stripHandles(e)
-		}
-		return s
-	}
-	return v
-}
-
-// load loads text with `nft -f` into the namespace.
-func (n *testNS) load(t testing.TB, text string) {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "ruleset-*.nft")
+	p, err := Build(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString(text); err != nil {
+	var text strings.Builder
+	if err := nft.Render(&text, p.Ruleset); err != nil {
 		t.Fatal(err)
 	}
-	_ = f.Close()
-	if out, err := n.nft("-f", f.Name()); err != nil {
-		t.Fatalf("nft -f: %v: %s", err, out)
-	}
+	ref := newNS(t)
+	ref.Load(t, text.String())
+	return tableJSON(t, ref)
 }
 
 // ownTable replaces the namespace's firewall table by one owned by an `nft -i` process of the
 // test (flags owner): no other netlink socket may change or delete it until the returned func
 // ends the process, which also removes the table.
-func (n *testNS) ownTable(t testing.TB) func() {
+func ownTable(t testing.TB, n *nfttest.NS) func() {
 	t.Helper()
-	_, _ = n.nft("delete", "table", "inet", nft.TableName)
-	cmd := exec.Command("ip", "netns", "exec", n.name, "nft", "-i")
+	_, _ = n.Nft("delete", "table", "inet", nft.TableName)
+	cmd := exec.Command("ip", "netns", "exec", n.Name, "nft", "-i")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +97,7 @@ func (n *testNS) ownTable(t testing.TB) func() {
 	t.Cleanup(release)
 	fmt.Fprintf(stdin, "add table inet %s { flags owner; }\nadd chain inet %s owned_by_test\n", nft.TableName, nft.TableName)
 	eventually(t, 10*time.Second, func() string {
-		if !strings.Contains(n.table(), "owned_by_test") {
+		if !strings.Contains(table(n), "owned_by_test") {
 			return "owned table not there"
 		}
 		return ""
@@ -218,17 +125,17 @@ func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 // started is a controller running for one test.
 type started struct {
 	c   *Controller
-	ns  *testNS
+	ns  *nfttest.NS
 	reg *prometheus.Registry
 }
 
 // startController runs a controller against ns until the test ends; kube nil means no cluster.
-func startController(t *testing.T, ns *testNS, fw api.FirewallConfig, kube bool, opts ...func(*Config)) *started {
+func startController(t *testing.T, ns *nfttest.NS, fw api.FirewallConfig, kube bool, opts ...func(*Config)) *started {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{
 		Firewall:               fw,
-		NetNSFd:                ns.fd,
+		NetNSFd:                ns.Fd,
 		Registry:               reg,
 		MetricsBindAddress:     "127.0.0.1:0",
 		HealthProbeBindAddress: "127.0.0.1:0",

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,46 +13,40 @@ import (
 	extensionsv1alpha1 "github.com/gardener/gardener/pkg/apis/extensions/v1alpha1"
 	resourcesv1alpha1 "github.com/gardener/gardener/pkg/apis/resources/v1alpha1"
 	machinev1alpha1 "github.com/gardener/machine-controller-manager/pkg/apis/machine/v1alpha1"
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/metalforge/metalforge/controllers/healthcheck"
+	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
 
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/gardener/gardener").Output()
+	gardener, err := extensiontest.ModuleFiles("github.com/gardener/gardener",
+		"pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_clusters.yaml",
+		"pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_controlplanes.yaml",
+		"pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_workers.yaml",
+		"pkg/component/gardener/resourcemanager/assets/crd-resources.gardener.cloud_managedresources.yaml")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "find gardener module:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mcm, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/gardener/machine-controller-manager").Output()
+	mcm, err := extensiontest.ModuleFiles("github.com/gardener/machine-controller-manager",
+		"kubernetes/crds/machine.sapcloud.io_machinedeployments.yaml",
+		"kubernetes/crds/machine.sapcloud.io_machines.yaml")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "find machine-controller-manager module:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	g, mc := strings.TrimSpace(string(dir)), strings.TrimSpace(string(mcm))
-	crds := []string{
-		filepath.Join(g, "pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_clusters.yaml"),
-		filepath.Join(g, "pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_controlplanes.yaml"),
-		filepath.Join(g, "pkg/component/extensions/crds/assets/crd-extensions.gardener.cloud_workers.yaml"),
-		filepath.Join(g, "pkg/component/gardener/resourcemanager/assets/crd-resources.gardener.cloud_managedresources.yaml"),
-		filepath.Join(mc, "kubernetes/crds/machine.sapcloud.io_machinedeployments.yaml"),
-		filepath.Join(mc, "kubernetes/crds/machine.sapcloud.io_machines.yaml"),
-	}
-	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: crds}, &env))
+	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: append(gardener, mcm...)}, &env))
 }
 
 func check(t testing.TB, err error) {
@@ -66,19 +57,7 @@ func check(t testing.TB, err error) {
 }
 
 func newScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	check(t, clientgoscheme.AddToScheme(s))
-	check(t, extensionsv1alpha1.AddToScheme(s))
-	check(t, resourcesv1alpha1.AddToScheme(s))
-	check(t, machinev1alpha1.AddToScheme(s))
-	return s
-}
-
-func testLog() logr.Logger {
-	if os.Getenv("METALFORGE_LOG") == "" {
-		return logr.Discard()
-	}
-	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
+	return extensiontest.Scheme(t, extensionsv1alpha1.AddToScheme, resourcesv1alpha1.AddToScheme, machinev1alpha1.AddToScheme)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -134,20 +113,8 @@ func createCluster(t *testing.T, c client.Client, ns string) {
 // the test ends.
 func startManager(t *testing.T) {
 	t.Helper()
-	mgr, err := manager.New(env.Config, manager.Options{
-		Scheme: newScheme(t), Logger: testLog(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: config.Controller{SkipNameValidation: new(true)},
-	})
-	check(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	check(t, healthcheck.AddToManager(ctx, mgr, healthcheck.AddOptions{SyncPeriod: time.Second}))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+	extensiontest.StartManager(t, env.Config, newScheme(t), func(ctx context.Context, mgr manager.Manager) error {
+		return healthcheck.AddToManager(ctx, mgr, healthcheck.AddOptions{SyncPeriod: time.Second})
 	})
 }
 
@@ -173,8 +140,7 @@ func healthyManagedResource(t *testing.T, c client.Client, ns, name string) {
 // the seed would report them, and checks the conditions follow.
 func TestControlPlaneConditions(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme(t)})
-	check(t, err)
+	c := extensiontest.Client(t, env.Config, newScheme(t))
 	ns := "shoot--test--hc"
 	createCluster(t, c, ns)
 	cp := &extensionsv1alpha1.ControlPlane{
@@ -253,8 +219,7 @@ func shootKubeconfig(t *testing.T, ns string) *corev1.Secret {
 // Nodes in the shoot.
 func TestWorkerConditions(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme(t)})
-	check(t, err)
+	c := extensiontest.Client(t, env.Config, newScheme(t))
 	ns := "shoot--test--wk"
 	createCluster(t, c, ns)
 	check(t, c.Create(ctx, shootKubeconfig(t, ns)))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -20,15 +19,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/metalforge/metalforge/controllers/infrastructure"
 	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
+	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/controllers/worker"
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
@@ -66,36 +63,44 @@ func check(t testing.TB, err error) {
 }
 
 func newScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	check(t, clientgoscheme.AddToScheme(s))
-	check(t, extensionsv1alpha1.AddToScheme(s))
-	check(t, machinev1alpha1.AddToScheme(s))
-	check(t, install.AddToScheme(s))
-	return s
+	return extensiontest.Scheme(t, extensionsv1alpha1.AddToScheme, machinev1alpha1.AddToScheme, install.AddToScheme)
 }
 
 func kube(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme(t)})
-	check(t, err)
-	return c
+	return extensiontest.Client(t, env.Config, newScheme(t))
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+// startManager runs gardener's Worker controller with the delegate until the test ends (one
+// worker controller per test).
+func startManager(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	extensiontest.StartManager(t, env.Config, newScheme(t), func(ctx context.Context, mgr manager.Manager) error {
+		return worker.AddToManager(ctx, mgr, worker.AddOptions{})
+	})
+}
+
+// privateNetwork allocates the shoot's private network as the infrastructure actuator leaves it:
+// labelled with the cluster.
+func privateNetwork(t testing.TB, f *infratest.Fixture, shoot infratest.Shoot) string {
+	t.Helper()
+	nw, err := f.Editor.Network.AllocateNetworkContext(t.Context(), networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
+		ProjectID: f.Project, PartitionID: infratest.Partition, Labels: map[string]string{infrastructure.ClusterLabel: shoot.UID}}), nil)
+	check(t, err)
+	return nw.Payload.ID
+}
+
+// createShoot creates what gardenlet leaves in the shoot's seed namespace before a Worker: the
+// namespace, the Cluster, the cloudprovider secret and the user-data secret (key cloud-config)
+// the pools name.
+func createShoot(t testing.TB, k client.Client, f *infratest.Fixture, shoot infratest.Shoot, userData string) {
+	t.Helper()
+	ctx, ns := t.Context(), shoot.Namespace()
+	check(t, k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	check(t, k.Create(ctx, f.Cluster(shoot)))
+	check(t, k.Create(ctx, f.CloudProviderSecret(ns)))
+	check(t, k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "user-data", Namespace: ns},
+		Data: map[string][]byte{"cloud-config": []byte(userData)}}))
 }
 
 const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1mZXRhbGZvcmdlLXRlc3Qta2V5 test"
@@ -112,11 +117,7 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	ctx := t.Context()
 	k := kube(t)
 
-	// The private network as the infrastructure actuator leaves it: labelled with the cluster.
-	nw, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
-		ProjectID: f.Project, PartitionID: infratest.Partition, Labels: map[string]string{infrastructure.ClusterLabel: shoot.UID}}), nil)
-	check(t, err)
-	labelled := nw.Payload.ID
+	labelled := privateNetwork(t, f, shoot)
 	// The network the Infrastructure's providerStatus names wins over the label lookup (which stays
 	// the fallback for statuses without networkID, as in TestWorkerWithMCM).
 	sn, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
@@ -130,11 +131,7 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 		"kind": "InfrastructureStatus", "firewall": map[string]any{"machineID": "fw"}, "networkID": networkID})
 	check(t, err)
 
-	check(t, k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	check(t, k.Create(ctx, f.Cluster(shoot)))
-	check(t, k.Create(ctx, f.CloudProviderSecret(ns)))
-	check(t, k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "user-data", Namespace: ns},
-		Data: map[string][]byte{"cloud-config": []byte("#cloud-config\nhostname: x\n")}}))
+	createShoot(t, k, f, shoot, "#cloud-config\nhostname: x\n")
 	workerConfig, err := json.Marshal(map[string]any{"apiVersion": "metal.provider.extensions.gardener.cloud/v1alpha1",
 		"kind": "WorkerConfig", "additionalNetworks": []string{infratest.Internet}})
 	check(t, err)
@@ -175,23 +172,10 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	}
 	check(t, k.Create(ctx, w))
 
-	mgr, err := manager.New(env.Config, manager.Options{Scheme: newScheme(t), Logger: testLog(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: config.Controller{SkipNameValidation: new(true)}}) // one worker controller per test
-	check(t, err)
-	mctx, cancel := context.WithCancel(context.Background())
-	check(t, worker.AddToManager(mctx, mgr, worker.AddOptions{}))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(t)
 
 	var mds machinev1alpha1.MachineDeploymentList
-	waitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
 		err := k.List(ctx, &mds, client.InNamespace(ns))
 		return err == nil && len(mds.Items) == 2, err
 	})
@@ -281,7 +265,7 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	}
 
 	// The worker's status: the machine deployments with min/max and the images in providerStatus.
-	waitFor(t, 30*time.Second, "worker status", func() (bool, error) {
+	extensiontest.WaitFor(t, 30*time.Second, "worker status", func() (bool, error) {
 		check(t, k.Get(ctx, client.ObjectKeyFromObject(w), w))
 		return len(w.Status.MachineDeployments) == 2 && w.Status.ProviderStatus != nil, nil
 	})
@@ -303,11 +287,4 @@ func stringMap(m map[string][]byte) map[string]string {
 		out[k] = string(v)
 	}
 	return out
-}
-
-func testLog() logr.Logger {
-	if os.Getenv("METALFORGE_LOG") == "" {
-		return logr.Discard()
-	}
-	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
 }

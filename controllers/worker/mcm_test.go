@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,16 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/metalforge/metalforge/controllers/infrastructure"
 	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
+	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/controllers/worker"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
-	networkops "github.com/metalforge/metalforge/pkg/client/metalapi/network"
-	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/mcm"
 	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
 )
@@ -48,15 +43,9 @@ func TestWorkerWithMCM(t *testing.T) {
 	ns := shoot.Namespace()
 	ctx := t.Context()
 	k := kube(t)
-	nw, err := f.Editor.Network.AllocateNetworkContext(ctx, networkops.NewAllocateNetworkParams().WithBody(&wire.NetworkAllocateRequest{
-		ProjectID: f.Project, PartitionID: infratest.Partition, Labels: map[string]string{infrastructure.ClusterLabel: shoot.UID}}), nil)
-	check(t, err)
-	check(t, k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	check(t, k.Create(ctx, f.Cluster(shoot)))
-	check(t, k.Create(ctx, f.CloudProviderSecret(ns)))
+	private := privateNetwork(t, f, shoot)
 	const userData = "#cloud-config\nhostname: <<MACHINE_NAME>>\n"
-	check(t, k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "user-data", Namespace: ns},
-		Data: map[string][]byte{"cloud-config": []byte(userData)}}))
+	createShoot(t, k, f, shoot, userData)
 	w := &extensionsv1alpha1.Worker{
 		ObjectMeta: metav1.ObjectMeta{Name: "worker", Namespace: ns,
 			Annotations: map[string]string{v1beta1constants.GardenerOperation: v1beta1constants.GardenerOperationReconcile}},
@@ -76,26 +65,13 @@ func TestWorkerWithMCM(t *testing.T) {
 	}
 	check(t, k.Create(ctx, w))
 
-	mgr, err := manager.New(env.Config, manager.Options{Scheme: newScheme(t), Logger: testLog(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: config.Controller{SkipNameValidation: new(true)}}) // one worker controller per test
-	check(t, err)
-	mctx, cancel := context.WithCancel(context.Background())
-	check(t, worker.AddToManager(mctx, mgr, worker.AddOptions{}))
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(t)
 
 	begin := time.Now()
 	mcmtest.Start(t, env.Config, ns)
 
 	var m machinev1alpha1.Machine
-	waitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
+	extensiontest.WaitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
 		var l machinev1alpha1.MachineList
 		if err := k.List(ctx, &l, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -122,7 +98,7 @@ func TestWorkerWithMCM(t *testing.T) {
 		nets = append(nets, n.NetworkID)
 	}
 	if a.ProjectID != f.Project || a.ImageID != infratest.ImageName+"-"+infratest.ImageVersion || r.Payload.SizeID != infratest.Size ||
-		r.Payload.PartitionID != infratest.Partition || !slices.Contains(nets, nw.Payload.ID) ||
+		r.Payload.PartitionID != infratest.Partition || !slices.Contains(nets, private) ||
 		!slices.Equal(a.SSHPubKeys, []string{sshKey}) || a.UserData != strings.ReplaceAll(userData, "<<MACHINE_NAME>>", m.Name) {
 		t.Errorf("allocation of %s: project %s image %s size %s partition %s networks %v keys %v user data %q",
 			id, a.ProjectID, a.ImageID, r.Payload.SizeID, r.Payload.PartitionID, nets, a.SSHPubKeys, a.UserData)
@@ -135,7 +111,7 @@ func TestWorkerWithMCM(t *testing.T) {
 
 	// gardener's generic actuator waits (polling every 5s) until MCM reports the deployment
 	// available, then the Worker's reconcile succeeds.
-	waitFor(t, 60*time.Second, "worker reconciled", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "worker reconciled", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(w), w); err != nil {
 			return false, err
 		}
@@ -148,7 +124,7 @@ func TestWorkerWithMCM(t *testing.T) {
 	// the metal-api machine, and the Worker's finalizer goes.
 	begin = time.Now()
 	check(t, k.Delete(ctx, w))
-	waitFor(t, 2*time.Minute, "worker deleted and machine freed", func() (bool, error) {
+	extensiontest.WaitFor(t, 2*time.Minute, "worker deleted and machine freed", func() (bool, error) {
 		err := k.Get(ctx, client.ObjectKeyFromObject(w), w)
 		if !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("worker still there (%v), last operation %+v", err, w.Status.LastOperation)

@@ -109,19 +109,18 @@ func (d *Driver) CreateMachine(ctx context.Context, req *driver.CreateMachineReq
 	if req.Machine == nil {
 		return nil, invalid("no machine")
 	}
-	spec, creds, err := decodeClass(req.MachineClass, req.Secret)
-	if err != nil {
-		return nil, err
-	}
 	name := req.Machine.Name
 	host := hostnameFor(name)
-	if !hostnameRE.MatchString(host) {
-		return nil, invalid("machine name %q makes no valid hostname", name)
-	}
-	m, err := d.metal(creds, spec)
+	m, creds, err := d.connect(req.MachineClass, req.Secret, func() error {
+		if !hostnameRE.MatchString(host) {
+			return invalid("machine name %q makes no valid hostname", name)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	spec := m.spec
 	existing, err := m.byName(ctx, name)
 	switch {
 	case err == nil:
@@ -159,18 +158,7 @@ func (d *Driver) InitializeMachine(context.Context, *driver.InitializeMachineReq
 
 // DeleteMachine frees the machine; one that is gone, free or not the cluster's is success.
 func (d *Driver) DeleteMachine(ctx context.Context, req *driver.DeleteMachineRequest) (*driver.DeleteMachineResponse, error) {
-	if req.Machine == nil {
-		return nil, invalid("no machine")
-	}
-	spec, creds, err := decodeClass(req.MachineClass, req.Secret)
-	if err != nil {
-		return nil, err
-	}
-	m, err := d.metal(creds, spec)
-	if err != nil {
-		return nil, err
-	}
-	found, err := m.find(ctx, req.Machine)
+	m, found, err := d.find(ctx, req.Machine, req.MachineClass, req.Secret)
 	if isNotFound(err) {
 		d.cfg.Log.Info("machine already gone", "machine", req.Machine.Name, "providerID", req.Machine.Spec.ProviderID)
 		return &driver.DeleteMachineResponse{}, nil
@@ -187,18 +175,7 @@ func (d *Driver) DeleteMachine(ctx context.Context, req *driver.DeleteMachineReq
 
 // GetMachineStatus returns the machine's provider ID and node name, NotFound if it has none.
 func (d *Driver) GetMachineStatus(ctx context.Context, req *driver.GetMachineStatusRequest) (*driver.GetMachineStatusResponse, error) {
-	if req.Machine == nil {
-		return nil, invalid("no machine")
-	}
-	spec, creds, err := decodeClass(req.MachineClass, req.Secret)
-	if err != nil {
-		return nil, err
-	}
-	m, err := d.metal(creds, spec)
-	if err != nil {
-		return nil, err
-	}
-	found, err := m.find(ctx, req.Machine)
+	_, found, err := d.find(ctx, req.Machine, req.MachineClass, req.Secret)
 	if err != nil {
 		return nil, err
 	}
@@ -209,15 +186,11 @@ func (d *Driver) GetMachineStatus(ctx context.Context, req *driver.GetMachineSta
 // ListMachines returns the cluster's machines (by the cluster tag, in the class's project) as
 // provider ID → MCM machine name.
 func (d *Driver) ListMachines(ctx context.Context, req *driver.ListMachinesRequest) (*driver.ListMachinesResponse, error) {
-	spec, creds, err := decodeClass(req.MachineClass, req.Secret)
+	m, _, err := d.connect(req.MachineClass, req.Secret, nil)
 	if err != nil {
 		return nil, err
 	}
-	m, err := d.metal(creds, spec)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := m.findAll(ctx, []string{TagCluster + spec.ClusterID})
+	ms, err := m.findAll(ctx, []string{TagCluster + m.spec.ClusterID})
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +210,40 @@ func (d *Driver) ListMachines(ctx context.Context, req *driver.ListMachinesReque
 // machine's disks are local), so no PersistentVolume needs detaching before a machine is freed.
 func (d *Driver) GetVolumeIDs(context.Context, *driver.GetVolumeIDsRequest) (*driver.GetVolumeIDsResponse, error) {
 	return &driver.GetVolumeIDsResponse{VolumeIDs: []string{}}, nil
+}
+
+// connect decodes the MachineClass and its secret and returns a metal-api client for them (its
+// spec is the decoded one) and the secret's credentials. check, when not nil, runs between the
+// two, so that a bad request is reported before a metal-api URL the client cannot use.
+func (d *Driver) connect(class *v1alpha1.MachineClass, secret *corev1.Secret, check func() error) (*metal, *credentials, error) {
+	spec, creds, err := decodeClass(class, secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
+	}
+	m, err := d.metal(creds, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, creds, nil
+}
+
+// find connects to metal-api for the class and finds the MCM machine mc there; the error is
+// InvalidArgument without a machine and NotFound when metal-api has none for it.
+func (d *Driver) find(ctx context.Context, mc *v1alpha1.Machine, class *v1alpha1.MachineClass, secret *corev1.Secret) (*metal, *wire.Machine, error) {
+	if mc == nil {
+		return nil, nil, invalid("no machine")
+	}
+	m, _, err := d.connect(class, secret, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := m.find(ctx, mc)
+	return m, found, err
 }
 
 // roleFirewall is metal-api's allocation role of firewall machines.

@@ -4,10 +4,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 func TestApplyMatchesNftF(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	goNS, textNS := newNS(t, "go"), newNS(t, "txt")
 	rs := fixture()
 	res, err := newApplier(t, goNS).Apply(rs)
@@ -22,14 +24,14 @@ func TestApplyMatchesNftF(t *testing.T) {
 }
 
 func TestApplySetOnlyChange(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	goNS, textNS := newNS(t, "go"), newNS(t, "txt")
 	a := newApplier(t, goNS)
 	rs := fixture()
 	if _, err := a.Apply(rs); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	before := goNS.run(t, "nft", "-a", "list", "chain", "inet", TableName, "egress")
+	before := goNS.Run(t, "nft", "-a", "list", "chain", "inet", TableName, "egress")
 
 	rs.Services[0].IP = netip.MustParseAddr("10.0.0.200")
 	rs.FQDNSets[0].IPs = append(rs.FQDNSets[0].IPs[1:], netip.MustParseAddr("93.184.215.99"))
@@ -42,7 +44,7 @@ func TestApplySetOnlyChange(t *testing.T) {
 		t.Fatalf("result = %+v, want 3 sets updated without full replace", res)
 	}
 	// Rule handles unchanged: the chains were not recreated.
-	if after := goNS.run(t, "nft", "-a", "list", "chain", "inet", TableName, "egress"); after != before {
+	if after := goNS.Run(t, "nft", "-a", "list", "chain", "inet", TableName, "egress"); after != before {
 		t.Fatalf("egress chain changed on a set-only update:\n%s\n---\n%s", before, after)
 	}
 	applyText(t, textNS, rs)
@@ -67,14 +69,14 @@ func TestApplySetOnlyChange(t *testing.T) {
 }
 
 func TestApplyInvalidKeepsOldRuleset(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	ns := newNS(t, "inv")
 	a := newApplier(t, ns)
 	rs := fixture()
 	if _, err := a.Apply(rs); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	want := ns.run(t, "nft", "list", "table", "inet", TableName)
+	want := ns.Run(t, "nft", "list", "table", "inet", TableName)
 
 	bad := fixture()
 	bad.Egress[0].CIDRs = []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("10.0.0.1"), 8)}
@@ -97,7 +99,7 @@ func TestApplyInvalidKeepsOldRuleset(t *testing.T) {
 		t.Fatal("kernel accepted a rule referencing a missing set")
 	}
 	_ = a.closeConn() // as Apply does after an error
-	if got := ns.run(t, "nft", "list", "table", "inet", TableName); got != want {
+	if got := ns.Run(t, "nft", "list", "table", "inet", TableName); got != want {
 		t.Fatalf("ruleset changed after rejected batches:\n%s\n---\n%s", want, got)
 	}
 	// The applier still works afterwards.
@@ -108,7 +110,7 @@ func TestApplyInvalidKeepsOldRuleset(t *testing.T) {
 }
 
 func TestApplyManySetElements(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	ns := newNS(t, "many")
 	rs := fixture()
 	rs.FQDNSets[0].IPs = manyAddrs(5000)
@@ -123,7 +125,7 @@ func TestApplyManySetElements(t *testing.T) {
 		t.Fatalf("set update: result %+v, err %v", res, err)
 	}
 	for set, want := range map[string]int{"fqdn_example_com": 5000, "out_allow_https_0": 3000} {
-		out := ns.run(t, "nft", "-j", "list", "set", "inet", TableName, set)
+		out := ns.Run(t, "nft", "-j", "list", "set", "inet", TableName, set)
 		// Each element is a JSON string or prefix object; count addresses.
 		if got := strings.Count(out, `"10.`) + strings.Count(out, `"100.`); got != want {
 			t.Errorf("set %s has %d elements, want %d", set, got, want)

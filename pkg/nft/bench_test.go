@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // bigRuleset is the fixture with n egress rules, each with its own /32.
@@ -23,7 +25,7 @@ func bigRuleset(n int) *Ruleset {
 }
 
 func BenchmarkFullApply10k(b *testing.B) {
-	needRoot(b)
+	nfttest.NeedRoot(b)
 	ns := newNS(b, "bench")
 	rs := bigRuleset(10000)
 	file := filepath.Join(b.TempDir(), "ruleset.nft")
@@ -47,7 +49,7 @@ func BenchmarkFullApply10k(b *testing.B) {
 		goTime += time.Since(start)
 		b.StopTimer()
 		start = time.Now()
-		if out, err := exec.Command("ip", "netns", "exec", ns.name, "nft", "-f", file).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", file).CombinedOutput(); err != nil {
 			b.Fatalf("nft -f: %v: %s", err, out)
 		}
 		nftTime += time.Since(start)
@@ -59,7 +61,7 @@ func BenchmarkFullApply10k(b *testing.B) {
 }
 
 func BenchmarkServiceChange10k(b *testing.B) {
-	needRoot(b)
+	nfttest.NeedRoot(b)
 	ns := newNS(b, "bench")
 	rs := bigRuleset(10000)
 	a := newApplier(b, ns)
@@ -86,7 +88,7 @@ func BenchmarkServiceChange10k(b *testing.B) {
 // 10,000) back and forth: one chain is flushed and refilled. The baseline is
 // `nft -f` of the same flush and refill of that chain.
 func BenchmarkPolicyChange10k(b *testing.B) {
-	needRoot(b)
+	nfttest.NeedRoot(b)
 	ns := newNS(b, "bench")
 	rs := bigRuleset(10000)
 	a := newApplier(b, ns)
@@ -117,7 +119,7 @@ func BenchmarkPolicyChange10k(b *testing.B) {
 		// The same work again with nft: the kernel then holds what the
 		// Applier remembers.
 		start = time.Now()
-		if out, err := exec.Command("ip", "netns", "exec", ns.name, "nft", "-f", files[i%2]).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", files[i%2]).CombinedOutput(); err != nil {
 			b.Fatalf("nft -f: %v: %s", err, out)
 		}
 		nftTime += time.Since(start)
@@ -158,7 +160,7 @@ func chainScript(b *testing.B, rs *Ruleset, chain, name string) string {
 }
 
 func BenchmarkSetElements100k(b *testing.B) {
-	needRoot(b)
+	nfttest.NeedRoot(b)
 	ns := newNS(b, "bench")
 	rs := fixture()
 	rs.FQDNSets[0].IPs = manyAddrs(100000)

@@ -4,11 +4,13 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // TestDataplaneIPv6 runs IPv4 and IPv6 through one dual-stack ruleset.
 func TestDataplaneIPv6(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	d := newDataplane(t)
 	p := netip.MustParsePrefix
 	d.rs.Egress[0].CIDRs = append(d.rs.Egress[0].CIDRs, p("2001:db8:20::/64")) // https

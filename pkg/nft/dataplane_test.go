@@ -9,48 +9,50 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // dataplane is tenant ns — firewall ns — internet ns connected by veths.
 type dataplane struct {
-	tenant, fw, inet *testNS
+	tenant, fw, inet *nfttest.NS
 	rs               *Ruleset
 }
 
 func newDataplane(t *testing.T) *dataplane {
 	d := &dataplane{tenant: newNS(t, "ten"), fw: newNS(t, "fw"), inet: newNS(t, "net")}
-	for _, n := range []*testNS{d.tenant, d.fw, d.inet} {
+	for _, n := range []*nfttest.NS{d.tenant, d.fw, d.inet} {
 		// No duplicate address detection: link-local addresses (neighbour
 		// discovery) are usable as soon as a link is up.
-		n.run(t, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+		n.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	}
-	d.fw.run(t, "ip", "link", "add", "tenant0", "type", "veth", "peer", "name", "up0", "netns", d.tenant.name)
-	d.fw.run(t, "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "up0", "netns", d.inet.name)
-	d.fw.run(t, "ip", "addr", "add", "10.0.0.1/24", "dev", "tenant0")
-	d.fw.run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "ext0")
-	d.fw.run(t, "ip", "addr", "add", "192.0.2.10/32", "dev", "ext0") // egress SNAT IP
+	d.fw.Run(t, "ip", "link", "add", "tenant0", "type", "veth", "peer", "name", "up0", "netns", d.tenant.Name)
+	d.fw.Run(t, "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "up0", "netns", d.inet.Name)
+	d.fw.Run(t, "ip", "addr", "add", "10.0.0.1/24", "dev", "tenant0")
+	d.fw.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "ext0")
+	d.fw.Run(t, "ip", "addr", "add", "192.0.2.10/32", "dev", "ext0") // egress SNAT IP
 	for _, l := range []string{"lo", "tenant0", "ext0"} {
-		d.fw.run(t, "ip", "link", "set", l, "up")
+		d.fw.Run(t, "ip", "link", "set", l, "up")
 	}
-	d.fw.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	d.tenant.run(t, "ip", "addr", "add", "10.0.0.2/24", "dev", "up0")
-	d.tenant.run(t, "ip", "addr", "add", "10.0.0.100/32", "dev", "up0") // service IP
-	d.inet.run(t, "ip", "addr", "add", "192.0.2.2/24", "dev", "up0")
-	for _, n := range []*testNS{d.tenant, d.inet} {
-		n.run(t, "ip", "link", "set", "lo", "up")
-		n.run(t, "ip", "link", "set", "up0", "up")
+	d.fw.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	d.tenant.Run(t, "ip", "addr", "add", "10.0.0.2/24", "dev", "up0")
+	d.tenant.Run(t, "ip", "addr", "add", "10.0.0.100/32", "dev", "up0") // service IP
+	d.inet.Run(t, "ip", "addr", "add", "192.0.2.2/24", "dev", "up0")
+	for _, n := range []*nfttest.NS{d.tenant, d.inet} {
+		n.Run(t, "ip", "link", "set", "lo", "up")
+		n.Run(t, "ip", "link", "set", "up0", "up")
 	}
-	d.tenant.run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
-	d.inet.run(t, "ip", "route", "add", "10.0.0.100/32", "via", "192.0.2.1") // service IP only
+	d.tenant.Run(t, "ip", "route", "add", "default", "via", "10.0.0.1")
+	d.inet.Run(t, "ip", "route", "add", "10.0.0.100/32", "via", "192.0.2.1") // service IP only
 	// IPv6, routed without translation.
-	d.fw.run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	d.fw.run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tenant0", "nodad")
-	d.fw.run(t, "ip", "addr", "add", "2001:db8:20::1/64", "dev", "ext0", "nodad")
-	d.tenant.run(t, "ip", "addr", "add", "2001:db8:10::2/64", "dev", "up0", "nodad")
-	d.tenant.run(t, "ip", "addr", "add", "2001:db8:10::100/128", "dev", "up0", "nodad") // service IP
-	d.inet.run(t, "ip", "addr", "add", "2001:db8:20::2/64", "dev", "up0", "nodad")
-	d.tenant.run(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:10::1")
-	d.inet.run(t, "ip", "-6", "route", "add", "2001:db8:10::/64", "via", "2001:db8:20::1")
+	d.fw.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	d.fw.Run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tenant0", "nodad")
+	d.fw.Run(t, "ip", "addr", "add", "2001:db8:20::1/64", "dev", "ext0", "nodad")
+	d.tenant.Run(t, "ip", "addr", "add", "2001:db8:10::2/64", "dev", "up0", "nodad")
+	d.tenant.Run(t, "ip", "addr", "add", "2001:db8:10::100/128", "dev", "up0", "nodad") // service IP
+	d.inet.Run(t, "ip", "addr", "add", "2001:db8:20::2/64", "dev", "up0", "nodad")
+	d.tenant.Run(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:10::1")
+	d.inet.Run(t, "ip", "-6", "route", "add", "2001:db8:10::/64", "via", "2001:db8:20::1")
 	p := netip.MustParsePrefix
 	d.rs = &Ruleset{
 		External: "ext0",
@@ -66,10 +68,10 @@ func newDataplane(t *testing.T) *dataplane {
 
 // listen starts a TCP listener in n that reports the remote address of each
 // accepted connection.
-func listen(t *testing.T, n *testNS, addr string) <-chan string {
+func listen(t *testing.T, n *nfttest.NS, addr string) <-chan string {
 	t.Helper()
 	var l net.Listener
-	if err := n.do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+	if err := n.Do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatalf("listen %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
@@ -91,8 +93,8 @@ func listen(t *testing.T, n *testNS, addr string) <-chan string {
 }
 
 // dial connects from n within timeout.
-func dial(n *testNS, addr string, timeout time.Duration) error {
-	return n.do(func() error {
+func dial(n *nfttest.NS, addr string, timeout time.Duration) error {
+	return n.Do(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
@@ -111,7 +113,7 @@ func isTimeout(err error) bool {
 }
 
 func TestDataplane(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	d := newDataplane(t)
 	a := newApplier(t, d.fw)
 	if _, err := a.Apply(d.rs); err != nil {
@@ -148,14 +150,14 @@ func TestDataplane(t *testing.T) {
 	if n := len(forbidden) + len(svcOther); n != 0 {
 		t.Errorf("%d forbidden connections accepted", n)
 	}
-	counters := d.fw.run(t, "nft", "list", "counter", "inet", TableName, "pol_https")
+	counters := d.fw.Run(t, "nft", "list", "counter", "inet", TableName, "pol_https")
 	if !strings.Contains(counters, "packets ") || strings.Contains(counters, "packets 0 ") {
 		t.Errorf("policy counter did not count: %s", counters)
 	}
 }
 
 func TestDataplaneCounters(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	d := newDataplane(t)
 	a := newApplier(t, d.fw)
 	if _, err := a.Apply(d.rs); err != nil {
@@ -206,7 +208,7 @@ func TestDataplaneCounters(t *testing.T) {
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(d.fw.run(t, "nft", "-j", "list", "counters", "table", "inet", TableName)), &list); err != nil {
+	if err := json.Unmarshal([]byte(d.fw.Run(t, "nft", "-j", "list", "counters", "table", "inet", TableName)), &list); err != nil {
 		t.Fatalf("parse nft counters: %v", err)
 	}
 	seen := 0

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // reloadUnderTraffic applies the rulesets in turn, 50 times, while four
@@ -92,7 +94,7 @@ func reloadUnderTraffic(t *testing.T, d *dataplane, rulesets []*Ruleset, full bo
 
 // TestDataplaneReload replaces the whole table 50 times under traffic.
 func TestDataplaneReload(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	d := newDataplane(t)
 	alt := *d.rs
 	alt.Egress = append([]Rule{{Policy: "dns", CIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32")}, Protocol: UDP, Port: 53}}, d.rs.Egress...)
@@ -103,7 +105,7 @@ func TestDataplaneReload(t *testing.T) {
 // allowed traffic passes (and adds and removes a policy and a service)
 // 50 times under traffic, each time as an incremental update.
 func TestDataplaneReloadIncremental(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	d := newDataplane(t)
 	p := netip.MustParsePrefix
 	// The https chain gets other rules before its 443 rule.

@@ -7,13 +7,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables/expr"
+
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // TestApplyIncremental applies a sequence of changes to one Applier and
 // checks after each that the batch touched only what changed and that the
 // kernel's table equals `nft -f` of the rendered ruleset.
 func TestApplyIncremental(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	goNS, textNS := newNS(t, "go"), newNS(t, "txt")
 	a := newApplier(t, goNS)
 	rs := fixture()
@@ -53,7 +55,7 @@ func TestApplyIncremental(t *testing.T) {
 	for _, s := range steps {
 		before := map[string]string{}
 		for _, ch := range s.same {
-			before[ch] = goNS.run(t, "nft", "-a", "list", "chain", "inet", TableName, ch)
+			before[ch] = goNS.Run(t, "nft", "-a", "list", "chain", "inet", TableName, ch)
 		}
 		s.change(rs)
 		res, err := a.Apply(rs)
@@ -64,7 +66,7 @@ func TestApplyIncremental(t *testing.T) {
 			t.Errorf("%s: result %+v, want %+v", s.name, res, s.want)
 		}
 		for _, ch := range s.same {
-			if got := goNS.run(t, "nft", "-a", "list", "chain", "inet", TableName, ch); got != before[ch] {
+			if got := goNS.Run(t, "nft", "-a", "list", "chain", "inet", TableName, ch); got != before[ch] {
 				t.Errorf("%s: chain %s was rewritten:\n%s\n---\n%s", s.name, ch, before[ch], got)
 			}
 		}
@@ -72,7 +74,7 @@ func TestApplyIncremental(t *testing.T) {
 		assertSameTable(t, goNS, textNS)
 	}
 	// What the removed policy and service left behind is gone.
-	out := goNS.run(t, "nft", "list", "table", "inet", TableName)
+	out := goNS.Run(t, "nft", "list", "table", "inet", TableName)
 	for _, gone := range []string{"chain out_allow_dns {", "counter " + PolicyCounter("allow-dns") + " {",
 		"counter " + ServiceCounter("web") + " {", "set svc_web_tcp {", "set out_allow_dns_0_v6 {"} {
 		if strings.Contains(out, gone) {
@@ -84,14 +86,14 @@ func TestApplyIncremental(t *testing.T) {
 // TestApplyIncrementalRejected makes the kernel reject an incremental batch
 // and checks that the old ruleset stays and the Applier recovers.
 func TestApplyIncrementalRejected(t *testing.T) {
-	needRoot(t)
+	nfttest.NeedRoot(t)
 	goNS, textNS := newNS(t, "go"), newNS(t, "txt")
 	a := newApplier(t, goNS)
 	rs := fixture()
 	if _, err := a.Apply(rs); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	want := goNS.run(t, "nft", "list", "table", "inet", TableName)
+	want := goNS.Run(t, "nft", "list", "table", "inet", TableName)
 
 	// Invalid input is refused before anything is sent.
 	bad := fixture()
@@ -119,7 +121,7 @@ func TestApplyIncrementalRejected(t *testing.T) {
 	if _, err := a.apply(c); err == nil || !strings.Contains(err.Error(), "update table") || !strings.Contains(err.Error(), "replace table") {
 		t.Fatalf("apply of a rule referencing a missing set: err = %v, want both batches rejected", err)
 	}
-	if got := goNS.run(t, "nft", "list", "table", "inet", TableName); got != want {
+	if got := goNS.Run(t, "nft", "list", "table", "inet", TableName); got != want {
 		t.Fatalf("ruleset changed after a rejected batch:\n%s\n---\n%s", want, got)
 	}
 	if a.last != nil {
@@ -135,7 +137,7 @@ func TestApplyIncrementalRejected(t *testing.T) {
 
 	// Someone else deletes the table: the incremental batch fails and
 	// Apply falls back to a full replace.
-	goNS.run(t, "nft", "delete", "table", "inet", TableName)
+	goNS.Run(t, "nft", "delete", "table", "inet", TableName)
 	rs.Egress[4].Port = 126
 	if res, err := a.Apply(rs); err != nil || !res.Full {
 		t.Fatalf("apply after the table vanished: result %+v, err %v", res, err)
