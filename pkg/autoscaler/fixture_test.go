@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +17,7 @@ import (
 	"github.com/metalforge/metalforge/pkg/autoscaler/externalgrpc"
 	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/filesystemlayout"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/image"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/network"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/partition"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/project"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/size"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/token"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
@@ -72,49 +64,23 @@ func check(t testing.TB, err error) {
 // mods adjust the config.
 func newFixture(t testing.TB, n int, mods ...func(*autoscaler.Config)) *fixture {
 	t.Helper()
-	ctx := t.Context()
 	f := &fixture{t: t, api: clienttest.Start(t)}
 	f.admin = f.api.Client(clienttest.AdminToken)
-	a := f.admin
-	_, err := a.Partition.CreatePartitionContext(ctx, partition.NewCreatePartitionParams().WithBody(&wire.Partition{ID: part,
-		Boot: &wire.BootConfig{KernelURL: "http://boot/vmlinuz", InitrdURL: "http://boot/initrd"}}), nil)
-	check(t, err)
-	for _, s := range []*wire.Size{
-		{ID: sizeS1, Constraints: []*wire.Constraint{{Type: "cores", Min: 1, Max: 4}, {Type: "memory", Min: 1 * gib, Max: 16 * gib},
-			{Type: "storage", Min: 10 * gib, Max: 100 * gib}}},
-		{ID: sizeGPU, Constraints: []*wire.Constraint{{Type: "cores", Min: 32, Max: 64}, {Type: "memory", Min: 256 * gib, Max: 512 * gib},
-			{Type: "gpu", Min: 2, Max: 2, Identifier: "A100"}}},
-	} {
-		_, err = a.Size.CreateSizeContext(ctx, size.NewCreateSizeParams().WithBody(s), nil)
-		check(t, err)
-	}
-	_, err = a.Image.CreateImageContext(ctx, image.NewCreateImageParams().WithBody(&wire.Image{ID: img,
-		URL: "http://images/debian-12.tar.zst", Sha256: strings.Repeat("ab", 32), OS: "debian", OSVersion: "12",
-		Features: []string{"machine"}, Classification: "supported"}), nil)
-	check(t, err)
-	_, err = a.Filesystemlayout.CreateFilesystemLayoutContext(ctx, filesystemlayout.NewCreateFilesystemLayoutParams().
-		WithBody(&wire.FilesystemLayout{ID: layout,
-			Constraints: &wire.LayoutConstraints{Sizes: []string{sizeS1, sizeGPU}, Images: map[string]string{"debian": "*"}},
-			Disks: []*wire.Disk{{Device: "/dev/vda", Partitions: []*wire.DiskPartition{
-				{Number: 1, Label: "efi", Size: 512}, {Number: 2, Label: "root"}}}},
-			Filesystems: []*wire.Filesystem{{Device: "/dev/vda1", Format: "vfat", Path: "/boot/efi"},
-				{Device: "/dev/vda2", Format: "ext4", Path: "/"}}}), nil)
-	check(t, err)
-	_, err = a.Network.CreateNetworkContext(ctx, network.NewCreateNetworkParams().WithBody(&wire.Network{ID: "tenant-super",
-		Type: "super", Prefixes: []string{"10.128.0.0/14"}, PartitionID: part, ChildPrefixLength: 22}), nil)
-	check(t, err)
-	r, err := a.Project.CreateProjectContext(ctx, project.NewCreateProjectParams().WithBody(&wire.Project{Name: "tenant"}), nil)
-	check(t, err)
-	f.project = r.Payload.ID
+	f.api.Seed(clienttest.Catalogue{Partition: part,
+		Sizes: []*wire.Size{
+			clienttest.Size(sizeS1, &wire.Constraint{Type: "storage", Min: 10 * gib, Max: 100 * gib}),
+			{ID: sizeGPU, Constraints: []*wire.Constraint{{Type: "cores", Min: 32, Max: 64}, {Type: "memory", Min: 256 * gib, Max: 512 * gib},
+				{Type: "gpu", Min: 2, Max: 2, Identifier: "A100"}}},
+		},
+		Images:   []*wire.Image{clienttest.Image(img, "debian", "12", "machine")},
+		Layouts:  []*wire.FilesystemLayout{clienttest.Layout(layout, sizeS1, sizeGPU)},
+		Networks: []*wire.Network{clienttest.SuperNetwork("tenant-super", part)}})
+	f.project = f.api.Project("tenant")
 	// Least privilege: an editor of the project changes machines, a service token counts the
 	// waiting ones (project tokens don't see unallocated machines).
-	editor, err := a.Token.CreateTokenContext(ctx, token.NewCreateTokenParams().WithBody(&wire.Token{
-		Name: "metal-autoscaler", Role: "editor", ProjectID: f.project}), nil)
-	check(t, err)
-	service, err := a.Token.CreateTokenContext(ctx, token.NewCreateTokenParams().WithBody(&wire.Token{
-		Name: "metal-autoscaler-capacity", Role: "service"}), nil)
-	check(t, err)
-	f.editor = f.api.Client(editor.Payload.Secret)
+	editor := f.api.Token("metal-autoscaler", "editor", f.project)
+	service := f.api.Token("metal-autoscaler-capacity", "service", "")
+	f.editor = f.api.Client(editor)
 	f.index = map[string]int{}
 	for i := range n {
 		f.index[f.register(i)] = i
@@ -123,8 +89,8 @@ func newFixture(t testing.TB, n int, mods ...func(*autoscaler.Config)) *fixture 
 		return autoscaler.NodeGroup{ID: id, Cluster: cluster, Partition: part, Size: sz, Project: f.project, Image: img,
 			FilesystemLayout: layout, Min: 0, Max: mx, Tags: []string{"pool=" + id, "team"}, SSHPubKeys: []string{"ssh-ed25519 AAAA test"}}
 	}
-	f.cfg = autoscaler.Config{Listen: "127.0.0.1:0", MetalAPIURL: f.api.URL, Token: editor.Payload.Secret,
-		CapacityToken: service.Payload.Secret,
+	f.cfg = autoscaler.Config{Listen: "127.0.0.1:0", MetalAPIURL: f.api.URL, Token: editor,
+		CapacityToken: service,
 		NodeGroups:    []autoscaler.NodeGroup{group("workers", sizeS1, 3), group("spare", sizeS1, 5), group("gpu", sizeGPU, 2)}}
 	for _, m := range mods {
 		m(&f.cfg)
@@ -137,12 +103,7 @@ func newFixture(t testing.TB, n int, mods ...func(*autoscaler.Config)) *fixture 
 func (f *fixture) register(i int) string {
 	f.t.Helper()
 	m := clienttest.Machine(part, i)
-	f.api.Register(m)
-	f.api.Wait(m.ID)
-	waitFor(f.t, 30*time.Second, "machine "+m.ID+" waiting", func() (bool, error) {
-		r, err := f.admin.Machine.GetMachineContext(f.t.Context(), machineops.NewGetMachineParams().WithID(m.ID), nil)
-		return err == nil && r.Payload.Waiting && r.Payload.Liveliness == "Alive", err
-	})
+	f.api.RegisterWaiting(m)
 	return m.ID
 }
 
@@ -227,22 +188,4 @@ func (f *fixture) allocated(group string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// waitFor polls cond every 50ms until it holds, failing the test after timeout with the last error.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -19,15 +19,8 @@ import (
 	"github.com/metalforge/metalforge/pkg/ccm"
 	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/filesystemlayout"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/image"
 	ipops "github.com/metalforge/metalforge/pkg/client/metalapi/ip"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/network"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/partition"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/project"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/size"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/token"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
@@ -53,7 +46,6 @@ const (
 	layout    = "default"
 	internet  = "internet"
 	internet2 = "internet-2"
-	gib       = 1 << 30
 	lbNS      = "metallb-system"
 )
 
@@ -82,45 +74,16 @@ func check(t testing.TB, err error) {
 // a cluster in the first project with the given load balancer backend (mods adjust its config).
 func newFixture(t testing.TB, backend string, mods ...func(*ccm.Config)) *fixture {
 	t.Helper()
-	ctx := t.Context()
 	f := &fixture{t: t, api: clienttest.Start(t)}
 	f.admin = f.api.Client(clienttest.AdminToken)
-	a := f.admin
-	_, err := a.Partition.CreatePartitionContext(ctx, partition.NewCreatePartitionParams().WithBody(&wire.Partition{ID: part,
-		Boot: &wire.BootConfig{KernelURL: "http://boot/vmlinuz", InitrdURL: "http://boot/initrd"}}), nil)
-	check(t, err)
-	_, err = a.Size.CreateSizeContext(ctx, size.NewCreateSizeParams().WithBody(&wire.Size{ID: sizeID, Constraints: []*wire.Constraint{
-		{Type: "cores", Min: 1, Max: 4}, {Type: "memory", Min: 1 * gib, Max: 16 * gib}}}), nil)
-	check(t, err)
-	_, err = a.Image.CreateImageContext(ctx, image.NewCreateImageParams().WithBody(&wire.Image{ID: img,
-		URL: "http://images/debian-12.tar.zst", Sha256: strings.Repeat("ab", 32), OS: "debian", OSVersion: "12",
-		Features: []string{"machine"}, Classification: "supported"}), nil)
-	check(t, err)
-	_, err = a.Filesystemlayout.CreateFilesystemLayoutContext(ctx, filesystemlayout.NewCreateFilesystemLayoutParams().
-		WithBody(&wire.FilesystemLayout{ID: layout,
-			Constraints: &wire.LayoutConstraints{Sizes: []string{sizeID}, Images: map[string]string{"debian": "*"}},
-			Disks: []*wire.Disk{{Device: "/dev/vda", Partitions: []*wire.DiskPartition{
-				{Number: 1, Label: "efi", Size: 512}, {Number: 2, Label: "root"}}}},
-			Filesystems: []*wire.Filesystem{{Device: "/dev/vda1", Format: "vfat", Path: "/boot/efi"},
-				{Device: "/dev/vda2", Format: "ext4", Path: "/"}}}), nil)
-	check(t, err)
-	for _, n := range []*wire.Network{
-		{ID: "tenant-super", Type: "super", Prefixes: []string{"10.128.0.0/14"}, PartitionID: part, ChildPrefixLength: 22},
-		{ID: internet, Type: "external", Prefixes: []string{"100.64.0.0/22"}, DestinationPrefixes: []string{"0.0.0.0/0"}, NAT: true, VRF: 104009},
-		{ID: internet2, Type: "external", Prefixes: []string{"100.72.0.0/24"}, DestinationPrefixes: []string{"0.0.0.0/0"}, VRF: 104010},
-	} {
-		_, err := a.Network.CreateNetworkContext(ctx, network.NewCreateNetworkParams().WithBody(n), nil)
-		check(t, err)
-	}
-	for _, p := range []*string{&f.project, &f.other} {
-		r, err := a.Project.CreateProjectContext(ctx, project.NewCreateProjectParams().WithBody(&wire.Project{Name: "tenant"}), nil)
-		check(t, err)
-		*p = r.Payload.ID
-	}
-	tok, err := a.Token.CreateTokenContext(ctx, token.NewCreateTokenParams().WithBody(&wire.Token{
-		Name: "metal-ccm", Role: "editor", ProjectID: f.project}), nil)
-	check(t, err)
-	f.token = tok.Payload.Secret
+	f.api.Seed(clienttest.Catalogue{Partition: part,
+		Sizes:   []*wire.Size{clienttest.Size(sizeID)},
+		Images:  []*wire.Image{clienttest.Image(img, "debian", "12", "machine")},
+		Layouts: []*wire.FilesystemLayout{clienttest.Layout(layout, sizeID)},
+		Networks: []*wire.Network{clienttest.SuperNetwork("tenant-super", part), clienttest.Internet(internet),
+			{ID: internet2, Type: "external", Prefixes: []string{"100.72.0.0/24"}, DestinationPrefixes: []string{"0.0.0.0/0"}, VRF: 104010}}})
+	f.project, f.other = f.api.Project("tenant"), f.api.Project("tenant")
+	f.token = f.api.Token("metal-ccm", "editor", f.project)
 	f.editor = f.api.Client(f.token)
 	f.cluster = "c-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(f.cluster) > 40 {
@@ -133,6 +96,7 @@ func newFixture(t testing.TB, backend string, mods ...func(*ccm.Config)) *fixtur
 	for _, m := range mods {
 		m(&f.cfg)
 	}
+	var err error
 	f.cloud, err = ccm.New(f.cfg, logr.Discard())
 	check(t, err)
 	f.startCCM()
@@ -163,12 +127,7 @@ func (f *fixture) machine(i int, hostname, rack string, tags ...string) *wire.Ma
 	f.t.Helper()
 	m := clienttest.Machine(part, i)
 	m.RackID = rack
-	f.api.Register(m)
-	f.api.Wait(m.ID)
-	waitFor(f.t, 30*time.Second, "machine "+m.ID+" waiting", func() (bool, error) {
-		r, err := f.admin.Machine.GetMachineContext(f.t.Context(), machineops.NewGetMachineParams().WithID(m.ID), nil)
-		return err == nil && r.Payload.Waiting, err
-	})
+	f.api.RegisterWaiting(m)
 	r, err := f.editor.Machine.AllocateMachineContext(f.t.Context(), machineops.NewAllocateMachineParams().WithBody(&wire.MachineAllocateRequest{
 		ProjectID: f.project, PartitionID: part, SizeID: sizeID, ImageID: img, FilesystemLayoutID: layout,
 		Hostname: hostname, AutoNetwork: true, Tags: append([]string{ccm.TagCluster + f.cluster}, tags...)}), nil)
@@ -201,24 +160,6 @@ func (f *fixture) clusterIPs() []*wire.IP {
 	}
 	f.t.Fatal("more than 1000 pages of ips")
 	return nil
-}
-
-// waitFor polls cond every 50ms until it holds, failing the test after timeout with the last error.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func ensureNamespace(t testing.TB, name string) {
@@ -303,7 +244,7 @@ func lbService(ns, name string, mod ...func(*corev1.Service)) *corev1.Service {
 func ingress(t testing.TB, ns, name string) string {
 	t.Helper()
 	var ip string
-	waitFor(t, 30*time.Second, "ingress of "+ns+"/"+name, func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "ingress of "+ns+"/"+name, func() (bool, error) {
 		s, err := env.Kube.CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
 			return false, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/metalforge/metalforge/pkg/ccm"
 	"github.com/metalforge/metalforge/pkg/client"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	ipops "github.com/metalforge/metalforge/pkg/client/metalapi/ip"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 )
@@ -25,7 +26,7 @@ func readyNode(t testing.TB, f *fixture, i int, name string) *wire.Machine {
 	t.Helper()
 	m := f.machine(i, name, "rack-1")
 	newNode(t, name, ccm.ProviderID(part, m.ID))
-	waitFor(t, 30*time.Second, "asn label on "+name, func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "asn label on "+name, func() (bool, error) {
 		return getNode(t, name).Labels[ccm.LabelASN] != "", nil
 	})
 	return m
@@ -41,7 +42,7 @@ func createService(t testing.TB, s *corev1.Service) {
 func deleteService(t testing.TB, ns, name string) {
 	t.Helper()
 	check(t, env.Kube.CoreV1().Services(ns).Delete(t.Context(), name, metav1.DeleteOptions{}))
-	waitFor(t, 30*time.Second, "service "+ns+"/"+name+" gone", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "service "+ns+"/"+name+" gone", func() (bool, error) {
 		_, err := env.Kube.CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -92,7 +93,7 @@ func TestLoadBalancer(t *testing.T) {
 		t.Error("no BGPAdvertisement metal-ccm")
 	}
 	// The peer follows the node's ASN label through the node informer: wait for it.
-	waitFor(t, 10*time.Second, "BGPPeer of node-a", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "BGPPeer of node-a", func() (bool, error) {
 		_, ok := lbObjects(t, peerGVR, lbNS)["node-node-a"]
 		return ok, nil
 	})
@@ -111,7 +112,7 @@ func TestLoadBalancer(t *testing.T) {
 	if !strings.HasPrefix(addr2, "100.72.0.") {
 		t.Errorf("service api got %s, want an address of %s (100.72.0.0/24)", addr2, internet2)
 	}
-	waitFor(t, 10*time.Second, "pool metal-internet-2", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "pool metal-internet-2", func() (bool, error) {
 		p, ok := lbObjects(t, poolGVR, lbNS)["metal-internet-2"]
 		return ok && slices.Equal(poolAddresses(t, p), []string{addr2 + "/32"}), nil
 	})
@@ -152,7 +153,7 @@ func TestLoadBalancerIP(t *testing.T) {
 
 	// Another project's address: an Event, no IP.
 	createService(t, lbService(ns, "theirs", func(s *corev1.Service) { s.Spec.LoadBalancerIP = foreign.Payload.Address }))
-	waitFor(t, 30*time.Second, "event "+ccm.ReasonIPNotOwned, func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "event "+ccm.ReasonIPNotOwned, func() (bool, error) {
 		evs, err := env.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=theirs"})
 		if err != nil {
 			return false, err
@@ -198,7 +199,7 @@ func TestLoadBalancerCilium(t *testing.T) {
 	if len(blocks) != 1 || blocks[0].(map[string]any)["cidr"] != addr+"/32" {
 		t.Errorf("CiliumLoadBalancerIPPool metal-internet blocks %v, want [{cidr: %s/32}]", blocks, addr)
 	}
-	waitFor(t, 10*time.Second, "CiliumBGPClusterConfig of node-a", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "CiliumBGPClusterConfig of node-a", func() (bool, error) {
 		_, ok := lbObjects(t, ciliumBGP, "")["node-node-a"]
 		return ok, nil
 	})
@@ -241,7 +242,7 @@ func TestServiceStorm(t *testing.T) {
 	if ips := f.clusterIPs(); len(ips) != n {
 		t.Errorf("metal-api holds %d ips of the cluster, want %d", len(ips), n)
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d addresses in the pool", n), func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d addresses in the pool", n), func() (bool, error) {
 		return len(poolAddresses(t, lbObjects(t, poolGVR, lbNS)["metal-internet"])) == n, nil
 	})
 	t.Logf("%d services: create → ingress p50 %v, p99 %v, max %v; %d config writes",
@@ -276,7 +277,7 @@ func TestLoadBalancerConfigRepaired(t *testing.T) {
 	}}
 	_, err := env.Dynamic.Resource(poolGVR).Namespace(lbNS).Create(ctx, stray, metav1.CreateOptions{})
 	check(t, err)
-	waitFor(t, 10*time.Second, "pool repaired, stray pruned", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "pool repaired, stray pruned", func() (bool, error) {
 		pools := lbObjects(t, poolGVR, lbNS)
 		p, ok := pools["metal-internet"]
 		_, strayLeft := pools["stray"]
@@ -288,13 +289,13 @@ func TestLoadBalancerConfigRepaired(t *testing.T) {
 	extra, err := f.editor.IP.AllocateIPContext(ctx, ipops.NewAllocateIPParams().WithBody(&wire.IPAllocateRequest{
 		NetworkID: internet, ProjectID: f.project, Tags: []string{ccm.TagCluster + f.cluster, ccm.TagService + ns + "/other"}}), nil)
 	check(t, err)
-	waitFor(t, 10*time.Second, "ip allocated elsewhere in the pool", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "ip allocated elsewhere in the pool", func() (bool, error) {
 		p := lbObjects(t, poolGVR, lbNS)["metal-internet"]
 		return slices.Contains(poolAddresses(t, p), extra.Payload.Address+"/32"), nil
 	})
 	// The counter moves after the objects are written, so the test may see the pool a moment
 	// before the write is counted.
-	waitFor(t, 5*time.Second, "the periodic writes counted", func() (bool, error) {
+	clienttest.WaitFor(t, 5*time.Second, "the periodic writes counted", func() (bool, error) {
 		return f.cloud.ConfigWrites() >= 3, nil
 	})
 }

@@ -17,6 +17,7 @@ import (
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/metalforge/metalforge/pkg/ccm"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 )
@@ -64,7 +65,7 @@ func TestNodeLifecycle(t *testing.T) {
 
 	for _, m := range []*wire.Machine{ma, mb} {
 		name := m.Allocation.Hostname
-		waitFor(t, 30*time.Second, "initialized "+name, func() (bool, error) {
+		clienttest.WaitFor(t, 30*time.Second, "initialized "+name, func() (bool, error) {
 			n, err := env.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			// Labels and taint go in one update, the addresses in a status update after it.
 			return err == nil && !hasTaint(n, cloudproviderapi.TaintExternalCloudProvider) &&
@@ -102,14 +103,14 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 
 	// Housekeeping: machine tags that are labels become labels, and come back when edited away.
-	waitFor(t, 10*time.Second, "tag label on node-a", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "tag label on node-a", func() (bool, error) {
 		return getNode(t, "node-a").Labels["team"] == "blue", nil
 	})
 	n := getNode(t, "node-a")
 	n.Labels[ccm.LabelRack] = "wrong"
 	_, err := env.Kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
 	check(t, err)
-	waitFor(t, 10*time.Second, "rack label repaired", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "rack label repaired", func() (bool, error) {
 		return getNode(t, "node-a").Labels[ccm.LabelRack] == "rack-1", nil
 	})
 	if _, ok := getNode(t, "node-b").Labels["team"]; ok {
@@ -120,7 +121,7 @@ func TestNodeLifecycle(t *testing.T) {
 	_, err = f.admin.Machine.ReportBMCContext(ctx, machineops.NewReportBMCParams().WithID(mb.ID).
 		WithBody(&wire.BMCReport{PowerState: "OFF"}), nil)
 	check(t, err)
-	waitFor(t, 15*time.Second, "shutdown taint on node-b", func() (bool, error) {
+	clienttest.WaitFor(t, 15*time.Second, "shutdown taint on node-b", func() (bool, error) {
 		return hasTaint(getNode(t, "node-b"), cloudproviderapi.TaintNodeShutdown), nil
 	})
 
@@ -142,7 +143,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil || ok {
 		t.Errorf("InstanceExists(node-a) after free = %v, %v; want false", ok, err)
 	}
-	waitFor(t, 20*time.Second, "node-a deleted", func() (bool, error) {
+	clienttest.WaitFor(t, 20*time.Second, "node-a deleted", func() (bool, error) {
 		_, err := env.Kube.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -215,10 +216,10 @@ func TestMachineTags(t *testing.T) {
 	newNode(t, "node-t", ccm.ProviderID(part, m.ID))
 
 	want := []string{cluster, "inventory:4711", "team=blue"}
-	waitFor(t, 15*time.Second, "cluster tag on the machine", func() (bool, error) {
+	clienttest.WaitFor(t, 15*time.Second, "cluster tag on the machine", func() (bool, error) {
 		return slices.Equal(f.machineTags(m.ID), want), nil
 	})
-	waitFor(t, 10*time.Second, "machine tag as node label", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "machine tag as node label", func() (bool, error) {
 		return getNode(t, "node-t").Labels["team"] == "blue", nil
 	})
 
@@ -226,13 +227,13 @@ func TestMachineTags(t *testing.T) {
 	db := "db"
 	patchLabel(t, "node-t", app, &db)
 	want = []string{cluster, "inventory:4711", app + "=db", "team=blue"}
-	waitFor(t, 10*time.Second, "node label as machine tag", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "node label as machine tag", func() (bool, error) {
 		return slices.Equal(f.machineTags(m.ID), want), nil
 	})
 	// The machine owns team: a node edit is reverted, not copied to the machine.
 	red := "red"
 	patchLabel(t, "node-t", "team", &red)
-	waitFor(t, 10*time.Second, "team label reverted", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "team label reverted", func() (bool, error) {
 		return getNode(t, "node-t").Labels["team"] == "blue", nil
 	})
 	// No ping-pong: once converged, neither side changes any more. The well-known kubernetes.io
@@ -258,7 +259,7 @@ func TestMachineTags(t *testing.T) {
 	// Removing the label removes the tag, and only it.
 	patchLabel(t, "node-t", app, nil)
 	want = []string{cluster, "inventory:4711", "team=blue"}
-	waitFor(t, 10*time.Second, "tag removed with the label", func() (bool, error) {
+	clienttest.WaitFor(t, 10*time.Second, "tag removed with the label", func() (bool, error) {
 		return slices.Equal(f.machineTags(m.ID), want), nil
 	})
 
@@ -268,7 +269,7 @@ func TestMachineTags(t *testing.T) {
 	f.setMachineTags(mo.ID, other, "team=green")
 	newNode(t, "node-o", ccm.ProviderID(part, mo.ID))
 	patchLabel(t, "node-o", app, &db)
-	waitFor(t, 15*time.Second, "warning about the other cluster", func() (bool, error) {
+	clienttest.WaitFor(t, 15*time.Second, "warning about the other cluster", func() (bool, error) {
 		ev, err := env.Kube.CoreV1().Events("").List(ctx, metav1.ListOptions{
 			FieldSelector: "involvedObject.name=node-o,reason=" + ccm.ReasonOtherCluster})
 		return err == nil && len(ev.Items) > 0, err

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/metalforge/metalforge/pkg/ccm"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi/network"
 )
 
@@ -113,7 +114,7 @@ func (r stormResult) deleteAll(t testing.TB, ns string) {
 	}
 	close(names)
 	wg.Wait()
-	waitFor(t, 3*time.Minute, "every service deleted", func() (bool, error) {
+	clienttest.WaitFor(t, 3*time.Minute, "every service deleted", func() (bool, error) {
 		l, err := env.Kube.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, err
 	})

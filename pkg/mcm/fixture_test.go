@@ -2,9 +2,7 @@ package mcm_test
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/gardener/machine-controller-manager/pkg/apis/machine/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,14 +11,8 @@ import (
 
 	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/filesystemlayout"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/image"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
 	"github.com/metalforge/metalforge/pkg/client/metalapi/network"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/partition"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/project"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/size"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/token"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/mcm"
 )
@@ -32,7 +24,6 @@ const (
 	img      = "debian-12"
 	layout   = "default"
 	internet = "internet"
-	gib      = 1 << 30
 	userData = "#cloud-config\nhostname: <<MACHINE_NAME>>\n"
 	sshKey   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKl0oJ4u1tZKk7o3y9bDlHq+zRCcTqgSGkGQjAJYnQ3k test@metalforge"
 )
@@ -61,39 +52,13 @@ func newFixture(t testing.TB) *fixture {
 	ctx := t.Context()
 	f := &fixture{t: t, api: clienttest.Start(t)}
 	f.admin = f.api.Client(clienttest.AdminToken)
-	a := f.admin
-	_, err := a.Partition.CreatePartitionContext(ctx, partition.NewCreatePartitionParams().WithBody(&wire.Partition{ID: part,
-		Boot: &wire.BootConfig{KernelURL: "http://boot/vmlinuz", InitrdURL: "http://boot/initrd"}}), nil)
-	check(t, err)
-	_, err = a.Size.CreateSizeContext(ctx, size.NewCreateSizeParams().WithBody(&wire.Size{ID: sizeID, Constraints: []*wire.Constraint{
-		{Type: "cores", Min: 1, Max: 4}, {Type: "memory", Min: 1 * gib, Max: 16 * gib}}}), nil)
-	check(t, err)
-	_, err = a.Image.CreateImageContext(ctx, image.NewCreateImageParams().WithBody(&wire.Image{ID: img,
-		URL: "http://images/debian-12.tar.zst", Sha256: strings.Repeat("ab", 32), OS: "debian", OSVersion: "12",
-		Features: []string{"machine"}, Classification: "supported"}), nil)
-	check(t, err)
-	_, err = a.Filesystemlayout.CreateFilesystemLayoutContext(ctx, filesystemlayout.NewCreateFilesystemLayoutParams().
-		WithBody(&wire.FilesystemLayout{ID: layout,
-			Constraints: &wire.LayoutConstraints{Sizes: []string{sizeID}, Images: map[string]string{"debian": "*"}},
-			Disks: []*wire.Disk{{Device: "/dev/vda", Partitions: []*wire.DiskPartition{
-				{Number: 1, Label: "efi", Size: 512}, {Number: 2, Label: "root"}}}},
-			Filesystems: []*wire.Filesystem{{Device: "/dev/vda1", Format: "vfat", Path: "/boot/efi"},
-				{Device: "/dev/vda2", Format: "ext4", Path: "/"}}}), nil)
-	check(t, err)
-	for _, n := range []*wire.Network{
-		{ID: "tenant-super", Type: "super", Prefixes: []string{"10.128.0.0/14"}, PartitionID: part, ChildPrefixLength: 22},
-		{ID: internet, Type: "external", Prefixes: []string{"100.64.0.0/22"}, DestinationPrefixes: []string{"0.0.0.0/0"}, NAT: true, VRF: 104009},
-	} {
-		_, err := a.Network.CreateNetworkContext(ctx, network.NewCreateNetworkParams().WithBody(n), nil)
-		check(t, err)
-	}
-	r, err := a.Project.CreateProjectContext(ctx, project.NewCreateProjectParams().WithBody(&wire.Project{Name: "tenant"}), nil)
-	check(t, err)
-	f.project = r.Payload.ID
-	tok, err := a.Token.CreateTokenContext(ctx, token.NewCreateTokenParams().WithBody(&wire.Token{
-		Name: "mcm", Role: "editor", ProjectID: f.project}), nil)
-	check(t, err)
-	f.token = tok.Payload.Secret
+	f.api.Seed(clienttest.Catalogue{Partition: part,
+		Sizes:    []*wire.Size{clienttest.Size(sizeID)},
+		Images:   []*wire.Image{clienttest.Image(img, "debian", "12", "machine")},
+		Layouts:  []*wire.FilesystemLayout{clienttest.Layout(layout, sizeID)},
+		Networks: []*wire.Network{clienttest.SuperNetwork("tenant-super", part), clienttest.Internet(internet)}})
+	f.project = f.api.Project("tenant")
+	f.token = f.api.Token("mcm", "editor", f.project)
 	// The cluster's private network, as the infrastructure actuator allocates it.
 	nr, err := f.api.Client(f.token).Network.AllocateNetworkContext(ctx, network.NewAllocateNetworkParams().WithBody(
 		&wire.NetworkAllocateRequest{ProjectID: f.project, PartitionID: part, Name: "cluster"}), nil)
@@ -109,12 +74,7 @@ func (f *fixture) waiting(rack string) string {
 	m := clienttest.Machine(part, f.next)
 	f.next++
 	m.RackID = rack
-	f.api.Register(m)
-	f.api.Wait(m.ID)
-	waitFor(f.t, 30*time.Second, "machine "+m.ID+" waiting", func() (bool, error) {
-		r, err := f.admin.Machine.GetMachineContext(f.t.Context(), machineops.NewGetMachineParams().WithID(m.ID), nil)
-		return err == nil && r.Payload.Waiting, err
-	})
+	f.api.RegisterWaiting(m)
 	return m.ID
 }
 
@@ -160,22 +120,4 @@ func class(name string, spec any) *v1alpha1.MachineClass {
 func (f *fixture) secret() *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cloudprovider", Namespace: "shoot"}, Data: map[string][]byte{
 		mcm.SecretMetalAPIURL: []byte(f.api.URL), mcm.SecretMetalAPIToken: []byte(f.token), mcm.SecretUserData: []byte(userData)}}
-}
-
-// waitFor polls cond every 50ms until it holds, failing the test after timeout with the last error.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

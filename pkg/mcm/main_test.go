@@ -9,37 +9,20 @@ import (
 	"strings"
 	"testing"
 
-	mcmapp "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app"
-	mcmoptions "github.com/gardener/machine-controller-manager/cmd/machine-controller-manager/app/options"
 	"github.com/go-logr/logr"
-	"github.com/spf13/pflag"
-	"k8s.io/component-base/logs"
 	"k8s.io/klog/v2"
 
 	"github.com/metalforge/metalforge/pkg/kubetest"
-	"github.com/metalforge/metalforge/pkg/mcm"
+	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
 )
 
 // env is the package's control plane with MCM's CRDs: set once by TestMain, only read by tests.
 var env *kubetest.Env
 
-// childEnv makes the test binary one of MCM's controllers instead of running tests. MCM's app.Run
-// functions take no context and never return, and they own global flag and klog state, so each runs
-// in its own process: the test starts this binary again and kills it by PID when it is done.
-const childEnv = "METALFORGE_MCM_CHILD"
-
-// The children.
-const (
-	childProvider = "provider" // MCM's provider-side machine controller with the metal driver (mcm.Main)
-	childMCM      = "mcm"      // MCM's machine-deployment and machine-set controllers (its cmd/machine-controller-manager)
-)
-
 func TestMain(m *testing.M) {
-	switch os.Getenv(childEnv) {
-	case childProvider:
-		os.Exit(mcm.Main("machine-controller-manager-provider-metal", os.Args[1:], os.Stderr))
-	case childMCM:
-		os.Exit(runMCM(os.Args[1:]))
+	// The MCM processes of TestMachineDeployment are this binary again (see mcmtest).
+	if code, ok := mcmtest.RunChild(); ok {
+		os.Exit(code)
 	}
 	if os.Getenv("METALFORGE_KLOG") == "" {
 		klog.SetLogger(logr.Discard())
@@ -50,24 +33,6 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(kubetest.Main(m, kubetest.Options{CRDDirs: crds}, &env))
-}
-
-// runMCM is the main of MCM's cmd/machine-controller-manager, on a flag set of its own.
-func runMCM(args []string) int {
-	fs := pflag.NewFlagSet("machine-controller-manager", pflag.ContinueOnError)
-	s := mcmoptions.NewMCMServer()
-	s.AddFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
-		return 2
-	}
-	logs.InitLogs()
-	defer logs.FlushLogs()
-	if err := mcmapp.Run(s); err != nil {
-		fmt.Fprintf(os.Stderr, "machine-controller-manager: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 // mcmCRDs are the machine.sapcloud.io CRDs in MCM's module (the version go.mod requires).

@@ -1,19 +1,12 @@
 package mcm_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,10 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/mcm"
+	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
 )
 
 // TestMachineDeployment runs the real machine-controller-manager (its machine-deployment
@@ -87,19 +80,14 @@ func TestMachineDeployment(t *testing.T) {
 	}, metav1.CreateOptions{})
 	check(t, err)
 
-	kubeconfig := writeKubeconfig(t)
-	common := []string{"--control-kubeconfig=" + kubeconfig, "--target-kubeconfig=none", "--namespace=" + ns,
-		"--leader-elect=false", "--address=127.0.0.1", "--kube-api-content-type=application/json", "--v=2"}
-	startChild(t, childMCM, append(common, "--port="+freePort(t))...)
-	startChild(t, childProvider, append(common, "--port="+freePort(t),
-		// Generous, so that a slow CI machine never sees MCM's own timeouts fire; without a target
-		// cluster MCM does not wait for a Node anyway.
-		"--machine-creation-timeout=10m", "--machine-health-timeout=10m")...)
+	// Machines get 10 minutes to be created and become healthy, so that a slow CI machine never sees
+	// MCM's own timeouts fire; without a target cluster MCM does not wait for a Node anyway.
+	mcmtest.Start(t, env.Config, ns)
 
 	// 2 Machines with provider IDs, backed by 2 allocated machines of the cluster.
 	var list *v1alpha1.MachineList
 	begin := time.Now()
-	waitFor(t, 2*time.Minute, "2 machines created by MCM", func() (bool, error) {
+	clienttest.WaitFor(t, 2*time.Minute, "2 machines created by MCM", func() (bool, error) {
 		var err error
 		list, err = machines.Machines(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -148,7 +136,7 @@ func TestMachineDeployment(t *testing.T) {
 	_, err = machines.MachineDeployments(ns).Patch(ctx, "pool-a", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
 	check(t, err)
 	begin = time.Now()
-	waitFor(t, 2*time.Minute, "both machines deleted and freed", func() (bool, error) {
+	clienttest.WaitFor(t, 2*time.Minute, "both machines deleted and freed", func() (bool, error) {
 		list, err := machines.Machines(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
@@ -217,81 +205,4 @@ func names(l *v1alpha1.MachineList) []string {
 		out = append(out, m.Name)
 	}
 	return out
-}
-
-// writeKubeconfig writes the control plane's admin credentials for the MCM processes.
-func writeKubeconfig(t *testing.T) string {
-	t.Helper()
-	c := env.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-	kc.CurrentContext = "envtest"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	check(t, clientcmd.WriteToFile(*kc, path))
-	return path
-}
-
-// freePort returns a loopback port that was free a moment ago, for MCM's metrics server.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(t, err)
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// startChild runs this test binary as one of MCM's controllers until the test ends, then kills it
-// by PID. Its output is shown when the test fails (or always with METALFORGE_KLOG=1).
-func startChild(t *testing.T, role string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), childEnv+"="+role)
-	// Should the test binary die without its cleanups, the kernel kills the child.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	check(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case err := <-exited:
-			t.Errorf("%s exited early: %v", role, err)
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() || os.Getenv("METALFORGE_KLOG") != "" {
-			t.Logf("output of %s (pid %d):\n%s", role, cmd.Process.Pid, tail(out.String(), 200))
-		}
-	})
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	gardencorev1beta1 "github.com/gardener/gardener/pkg/apis/core/v1beta1"
 	v1beta1constants "github.com/gardener/gardener/pkg/apis/core/v1beta1/constants"
@@ -25,13 +24,7 @@ import (
 	"github.com/metalforge/metalforge/controllers/infrastructure"
 	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/image"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/network"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/partition"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/project"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/size"
-	"github.com/metalforge/metalforge/pkg/client/metalapi/token"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 )
 
@@ -45,7 +38,6 @@ const (
 	Super         = "tenant-super"
 	Underlay      = "underlay-fra"
 	Internet      = "internet"
-	SuperPrefix   = "10.128.0.0/14"
 	GiB           = 1 << 30
 )
 
@@ -62,39 +54,20 @@ type Fixture struct {
 // Start runs metal-api until the test ends and seeds it.
 func Start(t testing.TB) *Fixture {
 	t.Helper()
-	ctx := t.Context()
 	f := &Fixture{t: t, API: clienttest.Start(t)}
 	f.Admin = f.API.Client(clienttest.AdminToken)
-	a := f.Admin
-	_, err := a.Partition.CreatePartitionContext(ctx, partition.NewCreatePartitionParams().WithBody(&wire.Partition{ID: Partition,
-		Boot: &wire.BootConfig{KernelURL: "http://boot/vmlinuz", InitrdURL: "http://boot/initrd"}}), nil)
-	check(t, err)
-	_, err = a.Size.CreateSizeContext(ctx, size.NewCreateSizeParams().WithBody(&wire.Size{ID: Size, Constraints: []*wire.Constraint{
-		{Type: "cores", Min: 2, Max: 4}, {Type: "memory", Min: 4 * GiB, Max: 16 * GiB}, {Type: "storage", Min: 10 * GiB, Max: 100 * GiB}}}), nil)
-	check(t, err)
-	for _, img := range []*wire.Image{
-		{ID: ImageName + "-" + ImageVersion, URL: "http://images/debian-12.tar.zst", OS: "debian", OSVersion: "12", Features: []string{"machine"}},
-		{ID: FirewallImage, URL: "http://images/firewall.tar.zst", OS: "debian", OSVersion: "12", Features: []string{"firewall"}},
-	} {
-		img.Sha256, img.Classification = strings.Repeat("ab", 32), "supported"
-		_, err = a.Image.CreateImageContext(ctx, image.NewCreateImageParams().WithBody(img), nil)
-		check(t, err)
-	}
-	for _, n := range []*wire.Network{
-		{ID: Super, Type: "super", Prefixes: []string{SuperPrefix}, PartitionID: Partition, ChildPrefixLength: 22},
-		{ID: Underlay, Type: "underlay", Prefixes: []string{"10.255.0.0/22"}, PartitionID: Partition},
-		{ID: Internet, Type: "external", Prefixes: []string{"100.64.0.0/22"}, DestinationPrefixes: []string{"0.0.0.0/0"}, NAT: true, VRF: 104009},
-	} {
-		_, err := a.Network.CreateNetworkContext(ctx, network.NewCreateNetworkParams().WithBody(n), nil)
-		check(t, err)
-	}
-	r, err := a.Project.CreateProjectContext(ctx, project.NewCreateProjectParams().WithBody(&wire.Project{Name: "tenant"}), nil)
-	check(t, err)
-	f.Project = r.Payload.ID
-	tok, err := a.Token.CreateTokenContext(ctx, token.NewCreateTokenParams().WithBody(&wire.Token{
-		Name: "gardener", Role: "editor", ProjectID: f.Project}), nil)
-	check(t, err)
-	f.Token = tok.Payload.Secret
+	f.API.Seed(clienttest.Catalogue{Partition: Partition,
+		Sizes: []*wire.Size{{ID: Size, Constraints: []*wire.Constraint{{Type: "cores", Min: 2, Max: 4},
+			{Type: "memory", Min: 4 * GiB, Max: 16 * GiB}, {Type: "storage", Min: 10 * GiB, Max: 100 * GiB}}}},
+		Images: []*wire.Image{clienttest.Image(ImageName+"-"+ImageVersion, "debian", "12", "machine"),
+			{ID: FirewallImage, URL: "http://images/firewall.tar.zst", OS: "debian", OSVersion: "12", Features: []string{"firewall"}}},
+		Networks: []*wire.Network{
+			clienttest.SuperNetwork(Super, Partition),
+			{ID: Underlay, Type: "underlay", Prefixes: []string{"10.255.0.0/22"}, PartitionID: Partition},
+			clienttest.Internet(Internet),
+		}})
+	f.Project = f.API.Project("tenant")
+	f.Token = f.API.Token("gardener", "editor", f.Project)
 	f.Editor = f.API.Client(f.Token)
 	return f
 }
@@ -104,19 +77,8 @@ func Start(t testing.TB) *Fixture {
 func (f *Fixture) WaitingMachine(i int) string {
 	f.t.Helper()
 	m := clienttest.Machine(Partition, i)
-	f.API.Register(m)
-	f.API.Wait(m.ID)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r, err := f.Admin.Machine.GetMachineContext(f.t.Context(), machineops.NewGetMachineParams().WithID(m.ID), nil)
-		if err == nil && r.Payload.Waiting {
-			return m.ID
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("machine %s not waiting within 30s (last error %v)", m.ID, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	f.API.RegisterWaiting(m)
+	return m.ID
 }
 
 // Machine returns a machine as the admin sees it.

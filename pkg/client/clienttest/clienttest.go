@@ -1,7 +1,12 @@
 // Package clienttest runs a real metal-api in-process for tests of its clients (pkg/client,
 // metalctl): SQLite in a temporary directory, REST and the gRPC boot service on loopback ports, a
 // known admin token. It also plays the hammer of a machine: Register through the boot service and
-// Wait, which makes the machine allocatable.
+// Wait, which makes the machine allocatable (RegisterWaiting does both and waits for it).
+//
+// The consumers' tests (pkg/ccm, pkg/mcm, pkg/autoscaler, the Gardener actuators) seed the same
+// kind of catalogue with Seed: a Catalogue of partition, sizes, images, filesystem layouts and
+// networks, built from Size, Image, Layout, SuperNetwork and Internet where the defaults fit; then
+// Project and Token for the tenant and its credentials.
 package clienttest
 
 import (
