@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/metalforge/metalforge/pkg/api"
+	"github.com/metalforge/metalforge/pkg/nft/nfttest"
 )
 
 // TestMain lets the tests run this command as a process of its own (the test binary with
@@ -63,17 +63,8 @@ func TestExitCodes(t *testing.T) {
 // TestBaseRulesetInNamespace runs the command without a kubeconfig inside a network namespace:
 // it applies the base ruleset, keeps running, and exits 0 on SIGTERM.
 func TestBaseRulesetInNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and program nftables")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary: hack/deps.sh nftables")
-	}
-	ns := fmt.Sprintf("mffwcmd-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	nfttest.NeedRoot(t)
+	ns := nfttest.New(t, "mffwcmd")
 	cfg := writeConfig(t, api.FirewallConfig{
 		MachineID:         "fw-1",
 		ExternalInterface: "ext0",
@@ -86,7 +77,7 @@ func TestBaseRulesetInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, self, "--config", cfg,
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, self, "--config", cfg,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	cmd.Env = append(os.Environ(), "FWC_MAIN=1")
 	var out strings.Builder
@@ -105,8 +96,7 @@ func TestBaseRulesetInNamespace(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	var table string
 	for {
-		b, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "firewall").CombinedOutput()
-		table = string(b)
+		table = ns.Table("inet", "firewall")
 		if strings.Contains(table, "snat ip to 203.0.113.1") {
 			break
 		}

@@ -116,10 +116,8 @@ func (c Config) validate() error {
 	if c.Firewall.ExternalInterface == "" {
 		return errors.New("firewall config: no external interface")
 	}
-	if len(c.Firewall.Networks) == 0 {
-		return errors.New("firewall config: no tenant network")
-	}
-	// Everything else the base ruleset needs (prefixes, egress IPs, interface names).
+	// Everything else the base ruleset needs (tenant networks, prefixes, egress IPs, interface
+	// names; nft.Ruleset.Validate checks them).
 	if _, err := Build(Input{Firewall: c.Firewall}); err != nil {
 		return err
 	}

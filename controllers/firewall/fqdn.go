@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -15,8 +14,7 @@ import (
 // fqdn connects the DNS proxy to the ruleset: the plan's toFQDNs selectors go to the proxy, and
 // the proxy's learned addresses come back as the FQDN sets on every Changed signal.
 type fqdn struct {
-	proxy     *dnsproxy.Proxy
-	selectors []dnsproxy.Selector // last set on the proxy
+	proxy *dnsproxy.Proxy
 }
 
 func newFQDN(cfg Config, log *slog.Logger) (*fqdn, error) {
@@ -41,16 +39,11 @@ func (c *Controller) Proxy() *dnsproxy.Proxy {
 	return c.fqdn.proxy
 }
 
-// setSelectors hands the selectors to the proxy when they changed (the proxy signals Changed on
-// every call, so an unchanged list must not be set again).
+// setSelectors hands the selectors to the proxy (a no-op there when they are unchanged).
 func (f *fqdn) setSelectors(sels []dnsproxy.Selector) error {
-	if f.selectors != nil && slices.Equal(f.selectors, sels) {
-		return nil
-	}
 	if err := f.proxy.SetSelectors(sels); err != nil {
 		return fmt.Errorf("set dns selectors: %w", err)
 	}
-	f.selectors = append([]dnsproxy.Selector{}, sels...)
 	return nil
 }
 

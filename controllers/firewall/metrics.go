@@ -92,8 +92,10 @@ func (m *metrics) applied(p *Plan) {
 	for _, n := range rs.Networks {
 		elems += len(n.Prefixes)
 	}
-	for _, r := range append(append([]nft.Rule(nil), rs.Ingress...), rs.Egress...) {
-		elems += len(r.CIDRs) + len(r.Except)
+	for _, rules := range [][]nft.Rule{rs.Ingress, rs.Egress} {
+		for _, r := range rules {
+			elems += len(r.CIDRs) + len(r.Except)
+		}
 	}
 	for _, s := range rs.Services {
 		elems += len(s.Ports) + len(s.SourceRanges)

@@ -148,9 +148,6 @@ func key(pol *fwv1.ClusterwideNetworkPolicy) types.NamespacedName {
 // baseRuleset is the part that comes from the firewall's allocation.
 func baseRuleset(fw api.FirewallConfig) (*nft.Ruleset, error) {
 	rs := &nft.Ruleset{External: fw.ExternalInterface, ICMPRate: fw.ICMPRate, LogRate: fw.LogRate}
-	if len(fw.Networks) == 0 {
-		return nil, errors.New("firewall config: no tenant network")
-	}
 	names := newNamer()
 	for _, n := range fw.Networks {
 		net := nft.Network{Name: names.name("n", n.NetworkID), Interface: n.Interface, RateLimit: n.RateLimit}
@@ -417,16 +414,16 @@ func addr(s string) (netip.Addr, bool) {
 	return ip.Unmap(), true
 }
 
-// addrs are the valid addresses of a DNS set, sorted.
+// addrs are the valid addresses of a DNS set, sorted and deduplicated.
 func addrs(ips []netip.Addr) []netip.Addr {
 	var out []netip.Addr
 	for _, ip := range ips {
-		if ip.IsValid() && ip.Zone() == "" && !slices.Contains(out, ip.Unmap()) {
+		if ip.IsValid() && ip.Zone() == "" {
 			out = append(out, ip.Unmap())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 const maxName = 63

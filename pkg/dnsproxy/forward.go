@@ -100,9 +100,9 @@ func (p *Proxy) exchange(req *dns.Msg, tcp bool) ([]byte, *dns.Msg, error) {
 	}
 	deadline := time.Now().Add(p.cfg.Timeout)
 	var conn net.Conn
-	if ap, perr := netip.ParseAddrPort(p.cfg.Upstream); perr == nil && !tcp {
+	if p.udpUpstream != nil && !tcp {
 		// Fast path: no address parsing or resolution per query.
-		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+		conn, err = net.DialUDP("udp", nil, p.udpUpstream)
 	} else {
 		d := net.Dialer{Deadline: deadline}
 		conn, err = d.Dial(network, p.cfg.Upstream)

@@ -109,6 +109,9 @@ type Proxy struct {
 	log   *slog.Logger
 	store *store
 	match atomic.Pointer[[]matcher]
+	// udpUpstream is cfg.Upstream parsed once when it is an IP literal
+	// (nil otherwise: dialled by name per query).
+	udpUpstream *net.UDPAddr
 
 	bufs sync.Pool // *[]byte of dns.MaxMsgSize for UDP answers
 
@@ -132,6 +135,9 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{cfg: cfg, log: log, store: newStore(), ready: make(chan struct{})}
+	if ap, err := netip.ParseAddrPort(cfg.Upstream); err == nil {
+		p.udpUpstream = net.UDPAddrFromAddrPort(ap)
+	}
 	p.bufs.New = func() any {
 		b := make([]byte, dns.MaxMsgSize)
 		return &b
@@ -143,8 +149,13 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 // SetSelectors replaces the selectors; it may be called at any time. If any
 // selector is invalid it returns an error and keeps the old ones. Addresses
 // learned through selectors that are no longer present are dropped at once;
-// those of selectors that stay are kept.
+// those of selectors that stay are kept. Setting the selectors in force
+// again does nothing (no Changed signal, no recompile), so callers may set
+// them on every reconcile.
 func (p *Proxy) SetSelectors(sel []Selector) error {
+	if p.store.same(sel) {
+		return nil
+	}
 	ms := make([]matcher, 0, len(sel))
 	var errs []error
 	for _, s := range sel {

@@ -81,6 +81,13 @@ func signal(c chan struct{}) {
 	}
 }
 
+// same reports whether sels are the selectors in force, in the same order.
+func (s *store) same(sels []Selector) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Equal(s.sels, sels)
+}
+
 // setSelectors replaces the selectors and drops what removed ones learned.
 func (s *store) setSelectors(sels []Selector) {
 	active := make(map[Selector]bool, len(sels))

@@ -259,18 +259,6 @@ func addRules(conn *nftables.Conn, chain *nftables.Chain, rules [][]stmt, sets m
 	}
 }
 
-func equalElems(a, b []elem) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func addElems(conn *nftables.Conn, set *nftables.Set, es []nftables.SetElement) error {
 	for _, ch := range chunks(es) {
 		if err := conn.SetAddElements(set, ch); err != nil {

@@ -113,11 +113,7 @@ func compile(rs *Ruleset) (*compiled, error) {
 		var src []stmt
 		if len(s.SourceRanges) > 0 {
 			// Only sources of the service address's family can reach it.
-			v4r, v6r := splitPrefixes(s.SourceRanges)
-			if v6 {
-				v4r = v6r
-			}
-			c.sets = append(c.sets, setSpec{name: id + "_src", kind: setPrefixes, v6: v6, elems: ranges(v4r)})
+			c.sets = append(c.sets, setSpec{name: id + "_src", kind: setPrefixes, v6: v6, elems: ranges(familyPrefixes(s.SourceRanges, v6))})
 			src = []stmt{lookup{saddr: true, set: id + "_src", v6: v6}}
 		}
 		count := stmt(objCounter{name: counter(ServiceCounter(s.Name))})
@@ -250,10 +246,6 @@ func familyPrefixes(ps []netip.Prefix, v6 bool) []netip.Prefix {
 		}
 	}
 	return out
-}
-
-func splitPrefixes(ps []netip.Prefix) (v4, v6 []netip.Prefix) {
-	return familyPrefixes(ps, false), familyPrefixes(ps, true)
 }
 
 // ranges merges prefixes into sorted, disjoint, non-adjacent ranges as the

@@ -16,14 +16,14 @@ func Render(w io.Writer, rs *Ruleset) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "add table inet %s\ndelete table inet %s\n", TableName, TableName)
-	writeText(&b, c, true)
+	writeText(&b, c)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write ruleset: %w", err)
 	}
 	return nil
 }
 
-func writeText(b *strings.Builder, c *compiled, elems bool) {
+func writeText(b *strings.Builder, c *compiled) {
 	fmt.Fprintf(b, "table inet %s {\n", TableName)
 	for _, n := range c.counters {
 		fmt.Fprintf(b, "\tcounter %s {\n\t}\n", n)
@@ -42,7 +42,7 @@ func writeText(b *strings.Builder, c *compiled, elems bool) {
 		case setAddrPort:
 			fmt.Fprintf(b, "\t\ttype %s . inet_service\n", typ)
 		}
-		if elems && len(s.elems) > 0 {
+		if len(s.elems) > 0 {
 			b.WriteString("\t\telements = {")
 			for i, e := range s.elems {
 				if i > 0 {

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables"
 )
@@ -88,7 +89,7 @@ func updateTable(conn *nftables.Conn, old, new *compiled) (Result, error) {
 				return Result{}, err
 			}
 			added[s.name] = set
-		case !equalElems(o.elems, s.elems):
+		case !slices.Equal(o.elems, s.elems):
 			if err := updateElems(conn, nfSet(t, s), o, s); err != nil {
 				return Result{}, err
 			}
@@ -184,19 +185,5 @@ func updateElems(conn *nftables.Conn, set *nftables.Set, o, s setSpec) error {
 	return addElems(conn, set, nfElems(s.kind, add, false))
 }
 
-func equalRules(a, b [][]stmt) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if len(a[i]) != len(b[i]) {
-			return false
-		}
-		for j := range a[i] {
-			if a[i][j] != b[i][j] { // stmts are comparable structs
-				return false
-			}
-		}
-	}
-	return true
-}
+// equalRules compares rule by rule; stmts are comparable structs.
+func equalRules(a, b [][]stmt) bool { return slices.EqualFunc(a, b, slices.Equal[[]stmt]) }

@@ -10,12 +10,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	labnetns "github.com/metalforge/metalforge/pkg/lab/netns"
 )
 
 // NS is a named network namespace a test created; it is removed when the test ends.
@@ -78,28 +79,7 @@ func (n *NS) Nft(args ...string) (string, error) {
 }
 
 // Do runs fn on a locked OS thread switched into the namespace; sockets created by fn stay in it.
-func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("get netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(netns.NsHandle(n.Fd)); err != nil {
-			errc <- fmt.Errorf("set netns: %w", err)
-			return
-		}
-		err = fn()
-		if e := netns.Set(orig); e == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+func (n *NS) Do(fn func() error) error { return labnetns.Do(n.Name, fn) }
 
 // Veth creates a veth pair: link name in n, its peer peerName in peer. Both stay down.
 func (n *NS) Veth(t testing.TB, name string, peer *NS, peerName string) {
