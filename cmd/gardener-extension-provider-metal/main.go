@@ -12,27 +12,16 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/metalforge/metalforge/cmd/gardener-extension-provider-metal/app"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[0], os.Args[1:], os.Stderr)
+	code := app.Run(ctx, os.Args[0], os.Args[1:], os.Stderr)
 	stop()
 	os.Exit(code)
 }
-
-// run is app.Run: it parses the flags, starts the manager and blocks until ctx ends.
-func run(ctx context.Context, name string, args []string, stderr io.Writer) int {
-	return app.Run(ctx, name, args, stderr)
-}
-
-// newScheme is app.NewScheme.
-func newScheme() (*runtime.Scheme, error) { return app.NewScheme() }

@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/metalforge/metalforge/cmd/gardener-extension-provider-metal/app"
 	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
@@ -58,7 +59,7 @@ func TestFlags(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args[:1], " "), func(t *testing.T) {
 			var out bytes.Buffer
-			if code := run(t.Context(), "gardener-extension-provider-metal", tc.args, &out); code != tc.code {
+			if code := app.Run(t.Context(), "gardener-extension-provider-metal", tc.args, &out); code != tc.code {
 				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.code, out.String())
 			}
 			for _, s := range tc.out {
@@ -103,7 +104,7 @@ func TestBinaryReconcilesInfrastructure(t *testing.T) {
 	fwID := f.WaitingMachine(1)
 	shoot := infratest.Shoot{Name: "binary", UID: "uid-binary"}
 	ns := shoot.Namespace()
-	scheme, err := newScheme()
+	scheme, err := app.NewScheme()
 	check(t, err)
 	k, err := client.New(env.Config, client.Options{Scheme: scheme})
 	check(t, err)
@@ -118,7 +119,7 @@ func TestBinaryReconcilesInfrastructure(t *testing.T) {
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(rctx, "gardener-extension-provider-metal", []string{"--kubeconfig", writeKubeconfig(t),
+		done <- app.Run(rctx, "gardener-extension-provider-metal", []string{"--kubeconfig", writeKubeconfig(t),
 			"--metrics-bind-address", "0", "--health-bind-address", health, "--log-level", "error", "--log-format", "text"}, &out)
 	}()
 	stopped := false

@@ -69,23 +69,20 @@ func mustJSON(t testing.TB, v any) []byte {
 // condition waits until the extension object carries condition typ with status want and returns it.
 func condition(t *testing.T, c client.Client, obj extensionsv1alpha1.Object, typ gardencorev1beta1.ConditionType, want gardencorev1beta1.ConditionStatus) gardencorev1beta1.Condition {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	var last gardencorev1beta1.Condition
-	for {
-		check(t, c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj))
+	extensiontest.WaitFor(t, 30*time.Second, fmt.Sprintf("condition %s becomes %s", typ, want), func() (bool, error) {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, err
+		}
 		for _, cond := range obj.GetExtensionStatus().GetConditions() {
 			if cond.Type == typ {
 				last = cond
-				if cond.Status == want {
-					return cond
-				}
+				return cond.Status == want, fmt.Errorf("last: %+v", cond)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition %s never became %s; last: %+v", typ, want, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, fmt.Errorf("no condition %s", typ)
+	})
+	return last
 }
 
 // createCluster creates the namespace and the Cluster of a shoot of type metal.

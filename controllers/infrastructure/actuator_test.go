@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/metalforge/metalforge/controllers/infrastructure"
 	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
+	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
 	"github.com/metalforge/metalforge/pkg/apis/metal/install"
@@ -57,28 +56,14 @@ func check(t testing.TB, err error) {
 	}
 }
 
-// testLog is the controllers' logger: discarded unless METALFORGE_LOG=1.
-func testLog() logr.Logger {
-	if os.Getenv("METALFORGE_LOG") == "" {
-		return logr.Discard()
-	}
-	return logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
-}
-
 // kube is a client with the scheme of the controllers.
 func kube(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.New(env.Config, client.Options{Scheme: newScheme(t)})
-	check(t, err)
-	return c
+	return extensiontest.Client(t, env.Config, newScheme(t))
 }
 
 func newScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	check(t, clientgoscheme.AddToScheme(s))
-	check(t, extensionsv1alpha1.AddToScheme(s))
-	check(t, install.AddToScheme(s))
-	return s
+	return extensiontest.Scheme(t, extensionsv1alpha1.AddToScheme, install.AddToScheme)
 }
 
 // startManager runs a manager with gardener's Infrastructure controller and the actuator; the
@@ -87,7 +72,7 @@ func startManager(t *testing.T) (stop func()) {
 	t.Helper()
 	mgr, err := manager.New(env.Config, manager.Options{
 		Scheme:                 newScheme(t),
-		Logger:                 testLog(),
+		Logger:                 extensiontest.Log(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The controller is registered again by every restart in this process.
@@ -111,24 +96,6 @@ func startManager(t *testing.T) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-// waitFor polls cond every 100ms until it holds, failing after timeout with the last error.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func getInfra(t testing.TB, ns string) (*extensionsv1alpha1.Infrastructure, error) {
@@ -219,7 +186,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	// 1. No machine is waiting: the network and the egress IP are allocated, the firewall step fails,
 	// and status.state says so.
 	var infra *extensionsv1alpha1.Infrastructure
-	waitFor(t, 60*time.Second, "firewall step failure recorded", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "firewall step failure recorded", func() (bool, error) {
 		var err error
 		infra, err = getInfra(t, ns)
 		return err == nil && step(stateOf(t, infra), infrastructure.StepFirewall).Error != "", err
@@ -244,7 +211,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	stop()
 	fwID := f.WaitingMachine(1)
 	stop = startManager(t)
-	waitFor(t, 60*time.Second, "infrastructure reconciled", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "infrastructure reconciled", func() (bool, error) {
 		var err error
 		infra, err = getInfra(t, ns)
 		return err == nil && infra.Status.LastOperation != nil && infra.Status.LastOperation.State == gardencorev1beta1.LastOperationStateSucceeded, err
@@ -299,7 +266,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	patch = client.MergeFrom(infra.DeepCopy())
 	metav1.SetMetaDataAnnotation(&infra.ObjectMeta, v1beta1constants.GardenerOperation, v1beta1constants.GardenerOperationReconcile)
 	check(t, kube(t).Patch(t.Context(), infra, patch))
-	waitFor(t, 60*time.Second, "state rebuilt", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "state rebuilt", func() (bool, error) {
 		i, err := getInfra(t, ns)
 		return err == nil && stateOf(t, i).FirewallID == fwID && i.Status.LastOperation.State == gardencorev1beta1.LastOperationStateSucceeded, err
 	})
@@ -316,7 +283,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 		Hostname: "worker-1", Networks: []*wire.AllocationNetwork{{NetworkID: st.NetworkID}}}), nil)
 	check(t, err)
 	check(t, kube(t).Delete(t.Context(), infra))
-	waitFor(t, 60*time.Second, "network delete refused", func() (bool, error) {
+	extensiontest.WaitFor(t, 60*time.Second, "network delete refused", func() (bool, error) {
 		i, err := getInfra(t, ns)
 		return err == nil && step(stateOf(t, i), "delete-"+infrastructure.StepNetwork).Error != "", err
 	})
@@ -328,7 +295,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	}
 	_, err = f.Editor.Machine.FreeMachineContext(t.Context(), machineops.NewFreeMachineParams().WithID(workerID), nil)
 	check(t, err)
-	waitFor(t, 90*time.Second, "infrastructure deleted", func() (bool, error) {
+	extensiontest.WaitFor(t, 90*time.Second, "infrastructure deleted", func() (bool, error) {
 		_, err := getInfra(t, ns)
 		return apierrors.IsNotFound(err), err
 	})

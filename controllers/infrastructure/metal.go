@@ -107,11 +107,8 @@ func (s *scope) firewalls(ctx context.Context) ([]*wire.Machine, error) {
 		if err != nil {
 			return nil, apiError("find firewalls", err)
 		}
-		for _, m := range r.Payload.Items {
-			if m.Allocation != nil && hasAll(m.Tags, req.Tags) {
-				out = append(out, m)
-			}
-		}
+		// metal-api matches role and tags (a role implies an allocation).
+		out = append(out, r.Payload.Items...)
 		if r.Payload.Next == "" {
 			return out, nil
 		}

@@ -71,7 +71,8 @@ func (g *NodeGroup) member(m *wire.Machine) bool {
 // unallocated machines of its partition and size.
 func (s *Server) waiting(ctx context.Context, g *NodeGroup) (int, error) {
 	yes, no := true, false
-	ms, err := s.find(ctx, s.capacity, wire.MachineFindRequest{PartitionID: g.Partition, SizeID: g.Size, Waiting: &yes, Allocated: &no})
+	ms, err := s.find(ctx, s.capacity, wire.MachineFindRequest{PartitionID: g.Partition, SizeID: g.Size, Waiting: &yes, Allocated: &no,
+		Liveliness: livelinessAlive})
 	if err != nil {
 		return 0, apiError(err, "count waiting machines of size %s in partition %s", g.Size, g.Partition)
 	}

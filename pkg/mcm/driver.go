@@ -190,17 +190,12 @@ func (d *Driver) ListMachines(ctx context.Context, req *driver.ListMachinesReque
 	if err != nil {
 		return nil, err
 	}
-	ms, err := m.findAll(ctx, []string{TagCluster + m.spec.ClusterID})
+	ms, err := m.findAll(ctx, []string{m.clusterTag()})
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(ms))
 	for _, mc := range ms {
-		if mc.Allocation != nil && mc.Allocation.Role == roleFirewall {
-			// The cluster's firewall carries the cluster tag too, but it is the infrastructure
-			// actuator's: listed here, MCM's safety controller would free it as an orphan VM.
-			continue
-		}
 		out[ProviderID(mc.PartitionID, mc.ID)] = machineName(mc)
 	}
 	return &driver.ListMachinesResponse{MachineList: out}, nil
@@ -246,8 +241,11 @@ func (d *Driver) find(ctx context.Context, mc *v1alpha1.Machine, class *v1alpha1
 	return m, found, err
 }
 
-// roleFirewall is metal-api's allocation role of firewall machines.
-const roleFirewall = "firewall"
+// roleMachine is metal-api's allocation role of the machines MCM allocates (its default role).
+// The cluster's firewall carries the cluster tag too, but it has role firewall and is the
+// infrastructure actuator's: listed by ListMachines, MCM's safety controller would free it as an
+// orphan VM.
+const roleMachine = "machine"
 
 // hostnameRE is a hostname metal-api accepts: one DNS label.
 var hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

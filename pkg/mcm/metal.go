@@ -153,10 +153,11 @@ func (m *metal) find(ctx context.Context, mc *v1alpha1.Machine) (*wire.Machine, 
 	return found, nil
 }
 
-// findAll returns the project's allocated machines carrying all the tags, over all pages.
+// findAll returns the project's allocated machines of role machine (not its firewalls) carrying
+// all the tags, over all pages.
 func (m *metal) findAll(ctx context.Context, tags []string) ([]*wire.Machine, error) {
 	allocated := true
-	req := &wire.MachineFindRequest{ProjectID: m.spec.Project, Tags: tags, Allocated: &allocated, Limit: 500}
+	req := &wire.MachineFindRequest{ProjectID: m.spec.Project, Role: roleMachine, Tags: tags, Allocated: &allocated, Limit: 500}
 	var out []*wire.Machine
 	for range 10_000 {
 		r, err := m.api.Machine.FindMachinesContext(ctx, machineops.NewFindMachinesParams().WithBody(req), nil)

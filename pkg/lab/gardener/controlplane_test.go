@@ -33,6 +33,7 @@ import (
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
 	"github.com/metalforge/metalforge/pkg/ccm"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/lab/gardener"
 )
 
@@ -178,7 +179,7 @@ func checkControlPlane(t *testing.T, k client.Client, g *gardener.Gardenlet, wan
 	if err := k.Create(ctx, crds[0]); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create CRD: %v", err)
 	}
-	waitFor(t, 30*time.Second, "ClusterwideNetworkPolicy CRD served", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "ClusterwideNetworkPolicy CRD served", func() (bool, error) {
 		l := &unstructured.UnstructuredList{}
 		l.SetAPIVersion("metal-stack.io/v1")
 		l.SetKind("ClusterwideNetworkPolicyList")
@@ -268,7 +269,7 @@ func ccmFlags(t testing.TB, command []string) *options.CloudControllerManagerOpt
 func waitControlPlaneGone(t *testing.T, k client.Client, key client.ObjectKey) {
 	t.Helper()
 	ctx := t.Context()
-	waitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
 		got := &extensionsv1alpha1.ControlPlane{}
 		err := k.Get(ctx, key, got)
 		return apierrors.IsNotFound(err), fmt.Errorf("controlplane still there (%v), finalizers %v", err, got.GetFinalizers())

@@ -135,7 +135,7 @@ func TestShootFlow(t *testing.T) {
 		api.Wait(mach.ID)
 		machines = append(machines, mach.ID)
 	}
-	waitFor(t, 30*time.Second, "machines waiting", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "machines waiting", func() (bool, error) {
 		for _, id := range machines {
 			r, err := admin.Machine.GetMachineContext(ctx, machineops.NewGetMachineParams().WithID(id), nil)
 			if err != nil || !r.Payload.Waiting || r.Payload.SizeID != cfg.Firewall.Size {
@@ -169,7 +169,7 @@ func TestShootFlow(t *testing.T) {
 
 	infra := g.Infrastructure()
 	check(t, k.Create(ctx, infra))
-	waitFor(t, 60*time.Second, "infrastructure ready", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "infrastructure ready", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(infra), infra); err != nil {
 			return false, err
 		}
@@ -211,7 +211,7 @@ func TestShootFlow(t *testing.T) {
 	// The ControlPlane, as gardenlet deploys it once the Infrastructure is ready.
 	cp := g.ControlPlane(infra.Status.ProviderStatus)
 	check(t, k.Create(ctx, cp))
-	waitFor(t, 60*time.Second, "controlplane ready", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "controlplane ready", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(cp), cp); err != nil {
 			return false, err
 		}
@@ -232,13 +232,13 @@ func TestShootFlow(t *testing.T) {
 	}
 	check(t, k.Create(ctx, w))
 	var mds machinev1alpha1.MachineDeploymentList
-	waitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
 		err := k.List(ctx, &mds, client.InNamespace(ns))
 		return err == nil && len(mds.Items) == len(w.Spec.Pools), fmt.Errorf("%d deployments (%v)", len(mds.Items), err)
 	})
 	lap("machine deployments")
 	var ms machinev1alpha1.MachineList
-	waitFor(t, 60*time.Second, "machines with provider IDs", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "machines with provider IDs", func() (bool, error) {
 		if err := k.List(ctx, &ms, client.InNamespace(ns)); err != nil {
 			return false, err
 		}
@@ -251,7 +251,7 @@ func TestShootFlow(t *testing.T) {
 		return len(ms.Items) == minimum && n == minimum, fmt.Errorf("%d machines, %d with provider IDs", len(ms.Items), n)
 	})
 	lap("machines allocated")
-	waitFor(t, 60*time.Second, "worker ready", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "worker ready", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(w), w); err != nil {
 			return false, err
 		}
@@ -301,7 +301,7 @@ func TestShootFlow(t *testing.T) {
 
 	// Shoot deletion: gardenlet deletes the Worker, waits, then the Infrastructure.
 	check(t, k.Delete(ctx, w))
-	waitFor(t, 90*time.Second, "worker gone, machines freed", func() (bool, error) {
+	clienttest.WaitFor(t, 90*time.Second, "worker gone, machines freed", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(w), w); !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("worker still there (%v), finalizers %v", err, w.Finalizers)
 		}
@@ -318,7 +318,7 @@ func TestShootFlow(t *testing.T) {
 		t.Errorf("firewall %s no longer allocated before the infrastructure is deleted: %+v", fw.ID, fw.Allocation)
 	}
 	check(t, k.Delete(ctx, infra))
-	waitFor(t, 60*time.Second, "infrastructure gone", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "infrastructure gone", func() (bool, error) {
 		err := k.Get(ctx, client.ObjectKeyFromObject(infra), infra)
 		return apierrors.IsNotFound(err), fmt.Errorf("infrastructure still there (%v), last operation %+v", err, infra.Status.LastOperation)
 	})
@@ -338,7 +338,7 @@ func TestShootFlow(t *testing.T) {
 			t.Errorf("ip %s of the project left: machine %q network %s tags %v", x.Address, x.MachineID, x.NetworkID, x.Tags)
 		}
 	}
-	waitFor(t, 30*time.Second, "machines waiting again", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "machines waiting again", func() (bool, error) {
 		n := 0
 		for _, id := range machines {
 			r, err := admin.Machine.GetMachineContext(ctx, machineops.NewGetMachineParams().WithID(id), nil)
@@ -442,23 +442,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// waitFor polls cond every 100ms until it holds or the timeout ends; the last error explains a
-// timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last: %v)", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func check(t testing.TB, err error) {
