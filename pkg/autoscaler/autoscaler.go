@@ -32,12 +32,13 @@ import (
 	"github.com/metalforge/metalforge/pkg/client"
 	"github.com/metalforge/metalforge/pkg/client/metalapi"
 	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // Machine tags, provider IDs and node labels.
 const (
 	// ProviderName is the scheme of provider IDs, as metal-ccm writes them.
-	ProviderName = "metal"
+	ProviderName = providerid.Provider
 	// TagCluster prefixes the cluster tag of machines: cluster.metalforge.io/id=<cluster> (metal-ccm's).
 	TagCluster = "cluster.metalforge.io/id="
 	// TagNodeGroup prefixes the node group tag of machines: autoscaler.metalforge.io/node-group=<id>.
@@ -53,9 +54,7 @@ const (
 )
 
 // ProviderID of a machine: metal://<partition>/<machine-id>, as metal-ccm builds it.
-func ProviderID(partition, machineID string) string {
-	return ProviderName + "://" + partition + "/" + machineID
-}
+func ProviderID(partition, machineID string) string { return providerid.Format(partition, machineID) }
 
 // Server implements the externalgrpc CloudProvider service.
 type Server struct {

@@ -3,12 +3,12 @@ package autoscaler
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/metalforge/metalforge/pkg/autoscaler/externalgrpc"
 	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // NodeGroups lists the configured node groups.
@@ -49,12 +49,8 @@ func (s *Server) NodeGroupForNode(ctx context.Context, req *externalgrpc.NodeGro
 // machineID is the machine ID of a provider ID metal://<partition>/<id> (or metal://<id>, which
 // metal-ccm also accepts).
 func machineID(providerID string) (string, bool) {
-	rest, ok := strings.CutPrefix(providerID, ProviderName+"://")
-	if !ok {
-		return "", false
-	}
-	id := rest[strings.LastIndexByte(rest, '/')+1:]
-	return id, id != ""
+	id, err := providerid.Parse(providerID)
+	return id, err == nil
 }
 
 // GPULabel is the label of template nodes with GPUs.

@@ -28,10 +28,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	cloudprovider "k8s.io/cloud-provider"
+
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // ProviderName is the name of the cloud provider (--cloud-provider) and the scheme of provider IDs.
-const ProviderName = "metal"
+const ProviderName = providerid.Provider
 
 // Load balancer config backends.
 const (

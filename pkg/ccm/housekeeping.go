@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // AnnotationLabels on a Node lists the label keys housekeeping set from its machine, so that it can
@@ -89,7 +90,7 @@ func (c *Cloud) Housekeeping(kube kubernetes.Interface, nodes coreinformers.Node
 }
 
 func (h *Housekeeping) enqueue(obj any) {
-	if n, ok := obj.(*corev1.Node); ok && strings.HasPrefix(n.Spec.ProviderID, ProviderName+"://") {
+	if n, ok := obj.(*corev1.Node); ok && providerid.Is(n.Spec.ProviderID) {
 		h.queue.Add(n.Name)
 	}
 }

@@ -12,29 +12,18 @@ import (
 	cloudprovider "k8s.io/cloud-provider"
 
 	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // instances implements cloudprovider.InstancesV2.
 type instances struct{ c *Cloud }
 
 // ProviderID is the provider ID of a machine: metal://<partition>/<machine-id>.
-func ProviderID(partition, machineID string) string {
-	return ProviderName + "://" + partition + "/" + machineID
-}
+func ProviderID(partition, machineID string) string { return providerid.Format(partition, machineID) }
 
 // ParseProviderID returns the machine ID of a provider ID (metal://<partition>/<id>, or
 // metal://<id> as written by hand).
-func ParseProviderID(providerID string) (string, error) {
-	rest, ok := strings.CutPrefix(providerID, ProviderName+"://")
-	if !ok {
-		return "", fmt.Errorf("provider id %q does not start with %s://", providerID, ProviderName)
-	}
-	id := rest[strings.LastIndexByte(rest, '/')+1:]
-	if id == "" {
-		return "", fmt.Errorf("provider id %q has no machine id", providerID)
-	}
-	return id, nil
-}
+func ParseProviderID(providerID string) (string, error) { return providerid.Parse(providerID) }
 
 // machineOf finds the node's machine by provider ID, or by hostname before it has one.
 func (i *instances) machineOf(ctx context.Context, node *corev1.Node) (*wire.Machine, error) {

@@ -29,7 +29,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -42,10 +41,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/metalforge/metalforge/pkg/client/wire"
+	"github.com/metalforge/metalforge/pkg/providerid"
 )
 
 // ProviderName is MachineClass.provider and the scheme of provider IDs (metal-ccm's).
-const ProviderName = "metal"
+const ProviderName = providerid.Provider
 
 // Machine tags the driver owns.
 const (
@@ -57,24 +57,12 @@ const (
 	TagNodeGroup = "mcm.metalforge.io/node-group="
 )
 
-// ProviderID is the provider ID of a machine: metal://<partition>/<machine-id>, as metal-ccm
-// builds it (a test checks both agree).
-func ProviderID(partition, machineID string) string {
-	return ProviderName + "://" + partition + "/" + machineID
-}
+// ProviderID is the provider ID of a machine: metal://<partition>/<machine-id>.
+func ProviderID(partition, machineID string) string { return providerid.Format(partition, machineID) }
 
-// ParseProviderID returns the machine ID of metal://<partition>/<id> (or metal://<id>).
-func ParseProviderID(providerID string) (string, error) {
-	rest, ok := strings.CutPrefix(providerID, ProviderName+"://")
-	if !ok {
-		return "", fmt.Errorf("provider id %q does not start with %s://", providerID, ProviderName)
-	}
-	id := rest[strings.LastIndexByte(rest, '/')+1:]
-	if id == "" {
-		return "", fmt.Errorf("provider id %q has no machine id", providerID)
-	}
-	return id, nil
-}
+// ParseProviderID returns the machine ID of a provider ID (metal://<partition>/<id>, or
+// metal://<id> as written by hand).
+func ParseProviderID(providerID string) (string, error) { return providerid.Parse(providerID) }
 
 // Config configures the driver.
 type Config struct {
