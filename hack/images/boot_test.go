@@ -58,7 +58,7 @@ func TestFirewallImageBoots(t *testing.T) {
 	}
 	testBoot(t, "firewall", 2<<30, 300*time.Second, bootExtra{
 		files: map[string]string{
-			"etc/metalforge/install.json":                   string(b) + "\n",
+			osinit.InstallPath:                              string(b) + "\n",
 			"usr/local/sbin/metalforge-fwcheck":             fwCheckScript,
 			"etc/systemd/system/metalforge-fwcheck.service": fwCheckUnit,
 			"etc/metalforge/fwcheck.env":                    "EGRESS=" + fwEgress + "\nROUTERID=" + fwRouterID + "\n",
@@ -338,7 +338,7 @@ func install(t *testing.T, image, work string, size int64, ph phonehome.File, ho
 	for name, body := range extra.files {
 		p := filepath.Join(mnt, name)
 		mode := os.FileMode(0o644)
-		if strings.Contains(name, "sbin/") || strings.Contains(name, "bin/") {
+		if strings.Contains(name, "bin/") { // bin/ and sbin/
 			mode = 0o755
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -358,22 +358,17 @@ func (s *Service) rackCounts(ctx context.Context, tx store.Tx, req *api.MachineA
 	if req.SpreadTag == "" {
 		return tx.Machines().CountBy(ctx, q, "key3")
 	}
-	counts := map[string]int{}
-	for {
-		page, next, err := tx.Machines().List(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range page {
-			if slices.Contains(m.Tags, req.SpreadTag) {
-				counts[m.RackID]++
-			}
-		}
-		if next == "" {
-			return counts, nil
-		}
-		q.After = next
+	ms, _, err := tx.Machines().List(ctx, q) // no Limit: one page
+	if err != nil {
+		return nil, err
 	}
+	counts := map[string]int{}
+	for _, m := range ms {
+		if slices.Contains(m.Tags, req.SpreadTag) {
+			counts[m.RackID]++
+		}
+	}
+	return counts, nil
 }
 
 // checkRefs validates the image (feature for the role, not expired) and the filesystem layout.

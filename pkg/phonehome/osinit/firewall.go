@@ -115,8 +115,7 @@ func FirewallConfig(fw Firewall) (api.FirewallConfig, error) {
 		} else {
 			c.DNSUpstream = fw.DNSServers[0] + ":" + DNSPort
 		}
-	}
-	if c.DNSUpstream == "" {
+	} else {
 		// A DNS proxy needs somewhere to forward to: without DNS servers, no proxy (and no FQDN rules).
 		c.DNSListen = ""
 	}
