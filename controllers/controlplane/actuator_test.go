@@ -29,6 +29,7 @@ import (
 	"github.com/metalforge/metalforge/controllers/controlplane"
 	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/pkg/apis/metal/install"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
 
@@ -195,7 +196,7 @@ func TestReconcileAndDelete(t *testing.T) {
 	startManager(t)
 
 	start := time.Now()
-	extensiontest.WaitFor(t, 60*time.Second, "controlplane reconciled", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "controlplane reconciled", func() (bool, error) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(cp), cp); err != nil {
 			return false, err
 		}
@@ -290,7 +291,7 @@ loadBalancer: "metallb"
 		t.Errorf("policies (-want +got):\n%s", diff)
 	}
 	check(t, c.Create(ctx, crds[0]))
-	extensiontest.WaitFor(t, 30*time.Second, "CRD established", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "CRD established", func() (bool, error) {
 		u := &unstructured.UnstructuredList{}
 		u.SetAPIVersion("metal-stack.io/v1")
 		u.SetKind("ClusterwideNetworkPolicyList")
@@ -305,7 +306,7 @@ loadBalancer: "metallb"
 
 	// Delete.
 	check(t, c.Delete(ctx, cp))
-	extensiontest.WaitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "controlplane gone", func() (bool, error) {
 		err := c.Get(ctx, client.ObjectKeyFromObject(cp), cp)
 		if apierrors.IsNotFound(err) {
 			return true, nil

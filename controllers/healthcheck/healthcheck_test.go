@@ -24,6 +24,7 @@ import (
 
 	"github.com/metalforge/metalforge/controllers/healthcheck"
 	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	"github.com/metalforge/metalforge/pkg/kubetest"
 )
 
@@ -70,7 +71,7 @@ func mustJSON(t testing.TB, v any) []byte {
 func condition(t *testing.T, c client.Client, obj extensionsv1alpha1.Object, typ gardencorev1beta1.ConditionType, want gardencorev1beta1.ConditionStatus) gardencorev1beta1.Condition {
 	t.Helper()
 	var last gardencorev1beta1.Condition
-	extensiontest.WaitFor(t, 30*time.Second, fmt.Sprintf("condition %s becomes %s", typ, want), func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, fmt.Sprintf("condition %s becomes %s", typ, want), func() (bool, error) {
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, err
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
 	"github.com/metalforge/metalforge/pkg/apis/metal/install"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	ipops "github.com/metalforge/metalforge/pkg/client/metalapi/ip"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
 	"github.com/metalforge/metalforge/pkg/client/wire"
@@ -186,7 +187,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	// 1. No machine is waiting: the network and the egress IP are allocated, the firewall step fails,
 	// and status.state says so.
 	var infra *extensionsv1alpha1.Infrastructure
-	extensiontest.WaitFor(t, 60*time.Second, "firewall step failure recorded", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "firewall step failure recorded", func() (bool, error) {
 		var err error
 		infra, err = getInfra(t, ns)
 		return err == nil && step(stateOf(t, infra), infrastructure.StepFirewall).Error != "", err
@@ -211,7 +212,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	stop()
 	fwID := f.WaitingMachine(1)
 	stop = startManager(t)
-	extensiontest.WaitFor(t, 60*time.Second, "infrastructure reconciled", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "infrastructure reconciled", func() (bool, error) {
 		var err error
 		infra, err = getInfra(t, ns)
 		return err == nil && infra.Status.LastOperation != nil && infra.Status.LastOperation.State == gardencorev1beta1.LastOperationStateSucceeded, err
@@ -266,7 +267,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	patch = client.MergeFrom(infra.DeepCopy())
 	metav1.SetMetaDataAnnotation(&infra.ObjectMeta, v1beta1constants.GardenerOperation, v1beta1constants.GardenerOperationReconcile)
 	check(t, kube(t).Patch(t.Context(), infra, patch))
-	extensiontest.WaitFor(t, 60*time.Second, "state rebuilt", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "state rebuilt", func() (bool, error) {
 		i, err := getInfra(t, ns)
 		return err == nil && stateOf(t, i).FirewallID == fwID && i.Status.LastOperation.State == gardencorev1beta1.LastOperationStateSucceeded, err
 	})
@@ -283,7 +284,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 		Hostname: "worker-1", Networks: []*wire.AllocationNetwork{{NetworkID: st.NetworkID}}}), nil)
 	check(t, err)
 	check(t, kube(t).Delete(t.Context(), infra))
-	extensiontest.WaitFor(t, 60*time.Second, "network delete refused", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "network delete refused", func() (bool, error) {
 		i, err := getInfra(t, ns)
 		return err == nil && step(stateOf(t, i), "delete-"+infrastructure.StepNetwork).Error != "", err
 	})
@@ -295,7 +296,7 @@ func TestInfrastructureLifecycle(t *testing.T) {
 	}
 	_, err = f.Editor.Machine.FreeMachineContext(t.Context(), machineops.NewFreeMachineParams().WithID(workerID), nil)
 	check(t, err)
-	extensiontest.WaitFor(t, 90*time.Second, "infrastructure deleted", func() (bool, error) {
+	clienttest.WaitFor(t, 90*time.Second, "infrastructure deleted", func() (bool, error) {
 		_, err := getInfra(t, ns)
 		return apierrors.IsNotFound(err), err
 	})

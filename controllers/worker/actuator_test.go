@@ -30,6 +30,7 @@ import (
 	"github.com/metalforge/metalforge/pkg/apis/metal"
 	"github.com/metalforge/metalforge/pkg/apis/metal/helper"
 	"github.com/metalforge/metalforge/pkg/apis/metal/install"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	networkops "github.com/metalforge/metalforge/pkg/client/metalapi/network"
 	"github.com/metalforge/metalforge/pkg/client/wire"
 	"github.com/metalforge/metalforge/pkg/kubetest"
@@ -175,7 +176,7 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	startManager(t)
 
 	var mds machinev1alpha1.MachineDeploymentList
-	extensiontest.WaitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "machine deployments", func() (bool, error) {
 		err := k.List(ctx, &mds, client.InNamespace(ns))
 		return err == nil && len(mds.Items) == 2, err
 	})
@@ -265,7 +266,7 @@ func TestWorkerMachineClassesAndDeployments(t *testing.T) {
 	}
 
 	// The worker's status: the machine deployments with min/max and the images in providerStatus.
-	extensiontest.WaitFor(t, 30*time.Second, "worker status", func() (bool, error) {
+	clienttest.WaitFor(t, 30*time.Second, "worker status", func() (bool, error) {
 		check(t, k.Get(ctx, client.ObjectKeyFromObject(w), w))
 		return len(w.Status.MachineDeployments) == 2 && w.Status.ProviderStatus != nil, nil
 	})

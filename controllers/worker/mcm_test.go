@@ -19,8 +19,8 @@ import (
 
 	"github.com/metalforge/metalforge/controllers/infrastructure"
 	"github.com/metalforge/metalforge/controllers/infrastructure/infratest"
-	"github.com/metalforge/metalforge/controllers/internal/extensiontest"
 	"github.com/metalforge/metalforge/controllers/worker"
+	"github.com/metalforge/metalforge/pkg/client/clienttest"
 	machineops "github.com/metalforge/metalforge/pkg/client/metalapi/machine"
 	"github.com/metalforge/metalforge/pkg/mcm"
 	"github.com/metalforge/metalforge/pkg/mcm/mcmtest"
@@ -71,7 +71,7 @@ func TestWorkerWithMCM(t *testing.T) {
 	mcmtest.Start(t, env.Config, ns)
 
 	var m machinev1alpha1.Machine
-	extensiontest.WaitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
+	clienttest.WaitFor(t, 2*time.Minute, "a Machine with a provider ID", func() (bool, error) {
 		var l machinev1alpha1.MachineList
 		if err := k.List(ctx, &l, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -111,7 +111,7 @@ func TestWorkerWithMCM(t *testing.T) {
 
 	// gardener's generic actuator waits (polling every 5s) until MCM reports the deployment
 	// available, then the Worker's reconcile succeeds.
-	extensiontest.WaitFor(t, 60*time.Second, "worker reconciled", func() (bool, error) {
+	clienttest.WaitFor(t, 60*time.Second, "worker reconciled", func() (bool, error) {
 		if err := k.Get(ctx, client.ObjectKeyFromObject(w), w); err != nil {
 			return false, err
 		}
@@ -124,7 +124,7 @@ func TestWorkerWithMCM(t *testing.T) {
 	// the metal-api machine, and the Worker's finalizer goes.
 	begin = time.Now()
 	check(t, k.Delete(ctx, w))
-	extensiontest.WaitFor(t, 2*time.Minute, "worker deleted and machine freed", func() (bool, error) {
+	clienttest.WaitFor(t, 2*time.Minute, "worker deleted and machine freed", func() (bool, error) {
 		err := k.Get(ctx, client.ObjectKeyFromObject(w), w)
 		if !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("worker still there (%v), last operation %+v", err, w.Status.LastOperation)

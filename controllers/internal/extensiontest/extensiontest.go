@@ -2,8 +2,8 @@
 // controllers (controllers/controlplane, controllers/healthcheck, controllers/worker) share: the
 // paths of CRD manifests in Go modules for TestMain, the controllers' test logger, a scheme, a
 // client and a controller-runtime manager run against the package's kube-apiserver until the test
-// ends, and a poll loop. The fixtures (metal-api, Gardener objects) stay in the packages and in
-// controllers/infrastructure/infratest.
+// ends (polling is clienttest.WaitFor). The fixtures (metal-api, Gardener objects) stay in the
+// packages and in controllers/infrastructure/infratest.
 package extensiontest
 
 import (
@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -99,21 +98,4 @@ func StartManager(t testing.TB, cfg *rest.Config, scheme *runtime.Scheme, add fu
 			t.Errorf("manager: %v", err)
 		}
 	})
-}
-
-// WaitFor polls cond every 100ms until it reports true; after timeout it fails the test with
-// what and cond's last error. A slow machine only makes it wait longer.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
